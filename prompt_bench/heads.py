@@ -1,0 +1,141 @@
+"""Heads: backbone outputs -> class logits (B, C). All methods and metrics speak logits.
+
+- label_similarity: cosine between the pooled input and the pooled label names, times a logit
+  scale (CoOp-like; no parameters of its own, works for classes never trained on).
+- linear: a trained classifier on the pooled input.
+- verbalizer: label-word scores from the model's own LM (MLM at a mask, seq2seq decoding,
+  causal next token).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import torch
+from torch import Tensor, nn
+from torch.nn import functional as F
+
+from prompt_bench.backbones import BackboneAdapter, BackboneOutput
+from prompt_bench.errors import ConfigError
+
+
+class Head(nn.Module):
+    """Base class. `adapter` is passed to forward (never stored as a submodule, so the
+    backbone's weights are not registered twice)."""
+
+    name: str = ""
+    zero_shot_capable: bool = False
+
+    def needs_mask_token(self, adapter: BackboneAdapter) -> bool:
+        return False
+
+    def forward(self, output: BackboneOutput, batch: dict[str, Tensor], adapter: BackboneAdapter) -> Tensor:
+        raise NotImplementedError
+
+
+class LabelSimilarityHead(Head):
+    """logits_c = s · cos(pool(x), pool(label_text_c)), label texts from `label_template`."""
+
+    name = "label_similarity"
+    zero_shot_capable = True
+
+    def __init__(
+        self,
+        label_names: Sequence[str],
+        adapter: BackboneAdapter,
+        logit_scale: float = 20.0,
+        learn_scale: bool = False,
+        label_template: str = "{label}",
+        max_length: int = 32,
+    ) -> None:
+        super().__init__()
+        label_texts = [label_template.format(label=name) for name in label_names]
+        ids = adapter.encode_texts(label_texts, max_length=max_length)
+        width = max(len(row) for row in ids)
+        pad_id = adapter.tokenizer.pad_token_id
+        self.register_buffer("label_input_ids", torch.tensor([r + [pad_id] * (width - len(r)) for r in ids]), persistent=False)
+        self.register_buffer("label_mask", torch.tensor([[1] * len(r) + [0] * (width - len(r)) for r in ids]), persistent=False)
+        log_scale = torch.tensor(math.log(logit_scale))
+        self.log_scale = nn.Parameter(log_scale) if learn_scale else None
+        if not learn_scale:
+            self.register_buffer("fixed_log_scale", log_scale, persistent=False)
+        self._cached_label_features: Tensor | None = None
+
+    def label_features(self, adapter: BackboneAdapter) -> Tensor:
+        """(C, d) normalised label-name vectors; cached while the backbone is frozen."""
+        backbone_trains = any(p.requires_grad for p in adapter.parameters())
+        if self._cached_label_features is not None and not backbone_trains:
+            return self._cached_label_features
+        with torch.set_grad_enabled(backbone_trains and torch.is_grad_enabled()):
+            features = F.normalize(adapter.pool(adapter(self.label_input_ids, self.label_mask)).float(), dim=-1)
+        if not backbone_trains:
+            self._cached_label_features = features.detach()
+        return features
+
+    def forward(self, output: BackboneOutput, batch: dict[str, Tensor], adapter: BackboneAdapter) -> Tensor:
+        inputs = F.normalize(adapter.pool(output).float(), dim=-1)
+        scale = (self.log_scale if self.log_scale is not None else self.fixed_log_scale).exp()
+        return scale * inputs @ self.label_features(adapter).T
+
+
+class LinearHead(Head):
+    """logits = W · pool(x) + b, W: (C, d)."""
+
+    name = "linear"
+
+    def __init__(self, label_names: Sequence[str], adapter: BackboneAdapter, dropout: float = 0.0) -> None:
+        super().__init__()
+        self.dropout = nn.Dropout(dropout)
+        self.classifier = nn.Linear(adapter.hidden_size, len(label_names))
+
+    def forward(self, output: BackboneOutput, batch: dict[str, Tensor], adapter: BackboneAdapter) -> Tensor:
+        return self.classifier(self.dropout(adapter.pool(output).float()))
+
+
+class VerbalizerHead(Head):
+    """logits_c = score of label word c under the backbone's LM (see the adapter's
+    `label_word_scores`: first-token log-prob for MLM and causal, full sequence for seq2seq)."""
+
+    name = "verbalizer"
+    zero_shot_capable = True
+
+    def __init__(
+        self,
+        label_names: Sequence[str],
+        adapter: BackboneAdapter,
+        label_words: Sequence[str] | None = None,
+    ) -> None:
+        super().__init__()
+        reason = adapter.supports_verbalizer()
+        if reason:
+            raise ConfigError(reason + ".")
+        words = list(label_words) if label_words is not None else list(label_names)
+        if len(words) != len(label_names):
+            raise ConfigError(
+                f"head.label_words has {len(words)} words but the dataset has {len(label_names)} classes "
+                f"({', '.join(label_names)}); give one word per class, in that order."
+            )
+        # BPE tokenizers (GPT-2, RoBERTa) mark word starts with a leading space.
+        self.label_token_ids = [adapter.tokenizer.encode(" " + w.strip(), add_special_tokens=False) for w in words]
+        if any(not ids for ids in self.label_token_ids):
+            raise ConfigError(f"head.label_words {words} contain an empty word.")
+        first_tokens = [ids[0] for ids in self.label_token_ids]
+        if adapter.family != "seq2seq" and len(set(first_tokens)) < len(first_tokens):
+            raise ConfigError(
+                f"label words {words} share a first token, so the {adapter.family} verbalizer cannot tell them "
+                "apart; set head.label_words to words that start differently."
+            )
+
+    def needs_mask_token(self, adapter: BackboneAdapter) -> bool:
+        return adapter.verbalizer_needs_mask()
+
+    def forward(self, output: BackboneOutput, batch: dict[str, Tensor], adapter: BackboneAdapter) -> Tensor:
+        return adapter.label_word_scores(output, batch["input_ids"], self.label_token_ids)
+
+
+HEADS: dict[str, type[Head]] = {
+    "label_similarity": LabelSimilarityHead,
+    "linear": LinearHead,
+    "verbalizer": VerbalizerHead,
+}

@@ -1,0 +1,65 @@
+"""The method interface: what every prompt method provides to the one LightningModule."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from torch import Tensor, nn
+
+from prompt_bench.backbones import BackboneAdapter
+
+
+@dataclass
+class MethodContext:
+    """What `prepare` may use for work done once before training.
+
+    label_names: the target task's class names (label-initialised prompts use them).
+    cache_dir: where shared artefacts live (source prompts, meta inits, teacher logits).
+    extras: anything a later method needs (a transfer pair, a teacher), by name.
+    """
+
+    adapter: BackboneAdapter
+    label_names: tuple[str, ...]
+    cache_dir: str
+    extras: dict[str, Any] = field(default_factory=dict)
+
+
+class PromptMethod(nn.Module):
+    """A prompt method: produces the prompt for a batch and any extra loss terms.
+
+    Methods never branch on the backbone family; the adapter handles that.
+    """
+
+    trains_backbone: bool = False
+    """True only for full fine-tuning: the module leaves the backbone unfrozen."""
+
+    families: tuple[str, ...] = ("encoder", "seq2seq", "causal")
+    """Backbone families this method supports (checked at config time)."""
+
+    required_head: str | None = None
+    """A head this method only makes sense with (e.g. linear_probe -> linear), or None."""
+
+    def prepare(self, context: MethodContext) -> None:
+        """Work done once before training (initialise from the vocabulary, load a source prompt...)."""
+
+    def prompt(self, batch: dict[str, Tensor], input_embeds: Tensor | None = None) -> Tensor | None:
+        """(B, n, d) prompt vectors for this batch, fp32, or None for no prompt."""
+        return None
+
+    def extra_loss(self, batch: dict[str, Tensor], logits: Tensor) -> dict[str, Tensor]:
+        """Named loss terms added to the cross-entropy (commitment, KD, ...)."""
+        return {}
+
+    def param_groups(self, base_lr: float) -> list[dict[str, Any]]:
+        """Optimizer groups of this method's trainable parameters (two rates for VIP/DePT)."""
+        params = [p for p in self.parameters() if p.requires_grad]
+        return [{"params": params, "name": "method"}] if params else []
+
+    def prompt_tensors(self) -> dict[str, Tensor]:
+        """The tensors saved alone as prompt.safetensors (empty for methods without a prompt)."""
+        return {}
+
+    def load_prompt_tensors(self, tensors: dict[str, Tensor]) -> None:
+        """Inverse of `prompt_tensors`."""
+        self.load_state_dict(tensors, strict=True)

@@ -1,0 +1,92 @@
+"""The run record: one JSON file per run, the source of truth for every report.
+
+A record holds the run key (hash of the resolved config without paths, loggers and Hydra's own
+settings, which do not change results), the resolved config, the split hash, metrics,
+efficiency, versions, git commit and status (`ok`, or `failed` with the error text).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import subprocess
+import tempfile
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+
+RECORD_NAME = "record.json"
+# Config keys that say where things go or how they are shown, not what is computed.
+VOLATILE_KEYS = ("paths", "logger", "hydra")
+VOLATILE_NESTED = (("backbone", "cache_dir"),)
+VERSIONED_PACKAGES = (
+    "prompt_bench", "torch", "pytorch-lightning", "transformers", "hydra-core", "torchmetrics", "datasets",
+)
+
+
+def resolved_config(cfg: DictConfig) -> dict[str, Any]:
+    """The config as plain data with every interpolation resolved (Hydra's own node left out)."""
+    container = OmegaConf.to_container(cfg, resolve=True, throw_on_missing=False)
+    container.pop("hydra", None)
+    return container
+
+
+def run_key(config: dict[str, Any]) -> str:
+    """sha256 (first 16 hex) of the result-relevant part of a resolved config."""
+    relevant = {key: value for key, value in config.items() if key not in VOLATILE_KEYS}
+    for parent, child in VOLATILE_NESTED:
+        if isinstance(relevant.get(parent), dict):
+            relevant[parent] = {k: v for k, v in relevant[parent].items() if k != child}
+    text = json.dumps(relevant, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def write_json_atomic(path: Path, data: dict[str, Any]) -> None:
+    """Write JSON so a reader sees the old file or the new one, never half of one."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(handle, "w") as tmp:
+            json.dump(data, tmp, indent=2, sort_keys=False, default=str)
+            tmp.flush()
+            os.fsync(tmp.fileno())
+        os.replace(tmp_name, path)
+    except BaseException:
+        Path(tmp_name).unlink(missing_ok=True)
+        raise
+
+
+def read_record(run_dir: Path) -> dict[str, Any] | None:
+    """The record in run_dir, or None when there is none (or it is unreadable)."""
+    try:
+        return json.loads((Path(run_dir) / RECORD_NAME).read_text())
+    except (FileNotFoundError, json.JSONDecodeError):
+        return None
+
+
+def package_versions() -> dict[str, str | None]:
+    versions: dict[str, str | None] = {}
+    for name in VERSIONED_PACKAGES:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = None
+    return versions
+
+
+def git_commit(directory: Path) -> str | None:
+    """HEAD of the repository holding `directory` (+ '-dirty' with uncommitted changes), or None."""
+    try:
+        commit = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=directory, capture_output=True, text=True, timeout=10, check=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=directory, capture_output=True, text=True, timeout=10, check=True,
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return commit + ("-dirty" if dirty else "")

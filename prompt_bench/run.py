@@ -1,0 +1,112 @@
+"""The Hydra entry point: compose -> build -> fit/test -> record.json.
+
+`prompt-bench method=prompt_tuning backbone=minilm dataset=bbc_news seed=13` runs one experiment;
+`prompt-bench -m ...` sweeps. Every run ends with a record, `ok` or `failed`; a failed run in a
+multirun is recorded and the sweep goes on.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import time
+import traceback
+from pathlib import Path
+from typing import Any
+
+import hydra
+from hydra.core.hydra_config import HydraConfig
+from hydra.errors import InstantiationException
+from hydra.types import RunMode
+from omegaconf import DictConfig
+
+from prompt_bench.build import build_experiment
+from prompt_bench.efficiency import parameter_counts, peak_rss_mb
+from prompt_bench.errors import PromptBenchError
+from prompt_bench.records import (
+    RECORD_NAME,
+    git_commit,
+    package_versions,
+    resolved_config,
+    run_key,
+    write_json_atomic,
+)
+from prompt_bench.summary import print_summary
+from prompt_bench.training import fit_and_test
+
+log = logging.getLogger("prompt_bench")
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+USER_ERRORS = (PromptBenchError, InstantiationException)
+
+
+def run_experiment(cfg: DictConfig) -> dict[str, Any]:
+    """Run one experiment and write its record; returns the record (status ok or failed)."""
+    run_dir = Path(cfg.paths.output_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    config = resolved_config(cfg)
+    record: dict[str, Any] = {
+        "run_key": run_key(config),
+        "status": "running",
+        "run_dir": str(run_dir),
+        "started_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "config": config,
+        "versions": package_versions(),
+        "git_commit": git_commit(PROJECT_ROOT),
+        "slurm_job_id": os.environ.get("SLURM_JOB_ID"),
+    }
+    try:
+        experiment = build_experiment(cfg)
+        record["split_hash"] = experiment.split.content_hash
+        outcome = fit_and_test(cfg, experiment, run_dir)
+        record["metrics"] = outcome.metrics
+        record["efficiency"] = {
+            **parameter_counts(experiment.module),
+            "train_seconds": outcome.train_seconds,
+            "train_samples_per_s": outcome.train_samples_per_s,
+            "peak_rss_mb": peak_rss_mb(),
+            **outcome.device_memory,
+        }
+        record["best_checkpoint"] = outcome.best_checkpoint
+        record["status"] = "ok"
+    except Exception as error:  # noqa: BLE001 - every failure must end as a record
+        record["status"] = "failed"
+        record["error"] = f"{type(error).__name__}: {error}"
+        record["traceback"] = traceback.format_exc()
+        if isinstance(error, USER_ERRORS):
+            log.error("run failed: %s", error)
+        else:
+            log.exception("run failed")
+    finally:
+        record["finished_at"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+        write_json_atomic(run_dir / RECORD_NAME, record)
+        finish_wandb()
+    print_summary(record)
+    return record
+
+
+def finish_wandb() -> None:
+    """Close a wandb run if one is open, so the next job of a multirun starts its own."""
+    wandb = sys.modules.get("wandb")
+    if wandb is not None and getattr(wandb, "run", None) is not None:
+        wandb.finish()
+
+
+def is_multirun() -> bool:
+    return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
+
+
+@hydra.main(version_base="1.3", config_path="../conf", config_name="config")
+def main(cfg: DictConfig) -> float | None:
+    """Console script `prompt-bench`. Returns the primary test metric (for Hydra sweepers)."""
+    os.environ.setdefault("WANDB_MODE", "offline")
+    record = run_experiment(cfg)
+    if record["status"] != "ok":
+        if is_multirun():
+            return None  # recorded; the sweep goes on
+        sys.exit(1)
+    return record["metrics"].get("test/primary")
+
+
+if __name__ == "__main__":
+    main()

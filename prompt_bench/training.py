@@ -1,0 +1,96 @@
+"""Fit and test one built experiment with Lightning; return what the record needs."""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+from pytorch_lightning.callbacks import ModelCheckpoint
+from safetensors.torch import save_file
+
+from prompt_bench.build import Experiment
+from prompt_bench.efficiency import TrainThroughput
+
+PROMPT_FILE = "prompt.safetensors"
+
+
+@dataclass
+class Outcome:
+    metrics: dict[str, float]
+    train_seconds: float
+    train_samples_per_s: float | None
+    best_checkpoint: str | None
+    device_memory: dict[str, float] = field(default_factory=dict)
+
+
+def fit_and_test(cfg: DictConfig, experiment: Experiment, run_dir: Path) -> Outcome:
+    """Zero-shot score (same run), fit with best-on-dev checkpointing, test the best checkpoint."""
+    module, datamodule, metric = experiment.module, experiment.datamodule, experiment.split.metric
+    datamodule.setup("fit")
+    metrics: dict[str, float] = {}
+    if cfg.zero_shot and experiment.head.zero_shot_capable:
+        zero_shot = module.evaluate(datamodule.test_dataloader(), use_prompt=False)
+        metrics.update({f"zero_shot/{name.split('/')[-1]}": value for name, value in zero_shot.items()})
+
+    checkpoint = ModelCheckpoint(
+        dirpath=run_dir / "checkpoints",
+        filename="best",
+        monitor=f"val/{metric}",
+        mode="max",
+        save_top_k=1,
+        save_last=bool(cfg.checkpoint_every_epoch),
+    )
+    throughput = TrainThroughput()
+    loggers = [instantiate(node) for node in (cfg.logger or {}).values()]
+    trainer = instantiate(cfg.trainer, callbacks=[checkpoint, throughput], logger=loggers or False, default_root_dir=str(run_dir))
+    if torch.cuda.is_available():
+        torch.cuda.reset_peak_memory_stats()
+
+    last_checkpoint = run_dir / "checkpoints" / "last.ckpt"
+    started = time.perf_counter()
+    trainer.fit(module, datamodule=datamodule, ckpt_path=str(last_checkpoint) if last_checkpoint.exists() else None)
+    train_seconds = time.perf_counter() - started
+
+    best = checkpoint.best_model_path or None
+    tested = trainer.test(module, datamodule=datamodule, ckpt_path=best, verbose=False)[0]
+    metrics.update({name: float(value) for name, value in tested.items()})
+    metrics["test/primary"] = metrics[f"test/{metric}"]
+    metrics["primary_metric"] = metric
+    if checkpoint.best_model_score is not None:
+        metrics[f"val/{metric}_best"] = float(checkpoint.best_model_score)
+
+    if cfg.save_prompt:
+        save_prompt(experiment, run_dir, cfg)
+    device_memory = {"peak_gpu_mb": torch.cuda.max_memory_allocated() / 2**20} if torch.cuda.is_available() else {}
+    return Outcome(
+        metrics=metrics,
+        train_seconds=train_seconds,
+        train_samples_per_s=throughput.samples_per_second,
+        best_checkpoint=best,
+        device_memory=device_memory,
+    )
+
+
+def save_prompt(experiment: Experiment, run_dir: Path, cfg: DictConfig) -> None:
+    """The trained prompt alone (fp32 safetensors) + JSON metadata, never the frozen backbone."""
+    tensors = {name: t.detach().float().cpu().contiguous() for name, t in experiment.method.prompt_tensors().items()}
+    if not tensors:
+        return
+    save_file(tensors, str(run_dir / PROMPT_FILE))
+    metadata: dict[str, Any] = {
+        "method": cfg.method.name,
+        "method_config": OmegaConf.to_container(cfg.method.module, resolve=True),
+        "backbone": experiment.adapter.name,
+        "hidden_size": experiment.adapter.hidden_size,
+        "task": experiment.split.task_name,
+        "label_names": list(experiment.split.label_names),
+        "split_hash": experiment.split.content_hash,
+        "shapes": {name: list(t.shape) for name, t in tensors.items()},
+    }
+    (run_dir / "prompt.json").write_text(json.dumps(metadata, indent=2))
