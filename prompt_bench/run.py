@@ -37,6 +37,7 @@ from prompt_bench.training import fit_and_test
 
 log = logging.getLogger("prompt_bench")
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
+CONFIG_DIR = str(PROJECT_ROOT / "conf")  # absolute: Hydra reads a relative path as a module path
 USER_ERRORS = (PromptBenchError, InstantiationException)
 
 
@@ -96,7 +97,7 @@ def is_multirun() -> bool:
     return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
 
 
-@hydra.main(version_base="1.3", config_path="../conf", config_name="config")
+@hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="config")
 def main(cfg: DictConfig) -> float | None:
     """Console script `prompt-bench`. Returns the primary test metric (for Hydra sweepers)."""
     os.environ.setdefault("WANDB_MODE", "offline")
