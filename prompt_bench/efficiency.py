@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import resource
 import sys
 import time
@@ -9,6 +10,8 @@ from typing import Any
 
 import pytorch_lightning as pl
 import torch
+
+log = logging.getLogger("prompt_bench")
 
 
 class TrainThroughput(pl.Callback):
@@ -31,6 +34,18 @@ class TrainThroughput(pl.Callback):
     @property
     def samples_per_second(self) -> float | None:
         return self.samples / self.batch_seconds if self.batch_seconds > 0 else None
+
+
+class EpochLine(pl.Callback):
+    """One log line per validation epoch, so a CPU run shows progress without a progress bar."""
+
+    def on_validation_epoch_end(self, trainer: pl.Trainer, module: pl.LightningModule) -> None:
+        if trainer.sanity_checking:
+            return
+        shown = ("train/loss", "val/acc", "val/f1")
+        values = {k: float(v) for k, v in trainer.callback_metrics.items() if k in shown}
+        text = "  ".join(f"{k} {v:.4f}" for k, v in values.items())
+        log.info("epoch %d step %d  %s", trainer.current_epoch, trainer.global_step, text)
 
 
 def peak_rss_mb() -> float:

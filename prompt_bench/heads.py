@@ -64,13 +64,18 @@ class LabelSimilarityHead(Head):
 
     def label_features(self, adapter: BackboneAdapter) -> Tensor:
         """(C, d) normalised label-name vectors; cached while the backbone is frozen."""
-        backbone_trains = any(p.requires_grad for p in adapter.parameters())
-        if self._cached_label_features is not None and not backbone_trains:
-            return self._cached_label_features
-        with torch.set_grad_enabled(backbone_trains and torch.is_grad_enabled()):
+        backbone_trains = adapter.trainable
+        cached = self._cached_label_features
+        if cached is not None and not backbone_trains and cached.device == self.label_input_ids.device:
+            return cached
+        if backbone_trains:
+            return F.normalize(adapter.pool(adapter(self.label_input_ids, self.label_mask)).float(), dim=-1)
+        was_training = adapter.training
+        adapter.eval()  # the cached vectors must not carry one step's dropout noise
+        with torch.no_grad():
             features = F.normalize(adapter.pool(adapter(self.label_input_ids, self.label_mask)).float(), dim=-1)
-        if not backbone_trains:
-            self._cached_label_features = features.detach()
+        adapter.train(was_training)
+        self._cached_label_features = features
         return features
 
     def forward(self, output: BackboneOutput, batch: dict[str, Tensor], adapter: BackboneAdapter) -> Tensor:

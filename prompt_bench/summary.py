@@ -12,29 +12,37 @@ def _percent(value: float | None) -> str:
     return "-" if value is None else f"{100 * value:.1f}"
 
 
-def print_summary(record: dict[str, Any], console: Console | None = None) -> None:
-    """Method, backbone, dataset, zero-shot vs tuned test scores, efficiency, status."""
-    console = console or Console()
+def summary_rows(record: dict[str, Any]) -> list[tuple[str, str]]:
+    """(label, value) pairs: what ran, zero-shot vs tuned scores, efficiency."""
     config, metrics = record.get("config", {}), record.get("metrics", {})
     efficiency = record.get("efficiency", {})
-    table = Table(title=f"prompt_bench run {record.get('run_key')} [{record.get('status')}]")
-    for column in ("method", "backbone", "dataset", "seed", "zero-shot acc", "zero-shot F1", "test acc", "test F1",
-                   "trainable", "train s"):
-        table.add_column(column, justify="right" if column not in ("method", "backbone", "dataset") else "left")
-    trainable = efficiency.get("trainable_params")
-    table.add_row(
-        str(config.get("method", {}).get("name")),
-        str(config.get("backbone", {}).get("name")),
-        str(config.get("dataset", {}).get("name")),
-        str(config.get("seed")),
-        _percent(metrics.get("zero_shot/acc")),
-        _percent(metrics.get("zero_shot/f1")),
-        _percent(metrics.get("test/acc")),
-        _percent(metrics.get("test/f1")),
-        "-" if trainable is None else f"{trainable:,} ({efficiency.get('trainable_pct_of_backbone', 0):.3f}%)",
-        "-" if efficiency.get("train_seconds") is None else f"{efficiency['train_seconds']:.0f}",
-    )
+    rows = [
+        ("method", str(config.get("method", {}).get("name"))),
+        ("backbone", str(config.get("backbone", {}).get("name"))),
+        ("dataset", f"{config.get('dataset', {}).get('name')} (k_shot={config.get('dataset', {}).get('k_shot')})"),
+        ("seed", str(config.get("seed"))),
+        ("primary metric", str(metrics.get("primary_metric", "-"))),
+        ("zero-shot acc / F1", f"{_percent(metrics.get('zero_shot/acc'))} / {_percent(metrics.get('zero_shot/f1'))}"),
+        ("test acc / F1", f"{_percent(metrics.get('test/acc'))} / {_percent(metrics.get('test/f1'))}"),
+    ]
+    if efficiency:
+        rows += [
+            ("trainable params", f"{efficiency['trainable_params']:,} ({efficiency['trainable_pct_of_backbone']:.3f}% of backbone)"),
+            ("train time", f"{efficiency['train_seconds']:.0f} s ({efficiency['train_samples_per_s'] or 0:.1f} samples/s)"),
+            ("peak RSS", f"{efficiency['peak_rss_mb']:.0f} MiB"),
+        ]
+    rows.append(("record", f"{record.get('run_dir')}/record.json"))
+    return rows
+
+
+def print_summary(record: dict[str, Any], console: Console | None = None) -> None:
+    console = console or Console()
+    status = record.get("status")
+    table = Table(title=f"prompt_bench run {record.get('run_key')} [{status}]", show_header=False)
+    table.add_column(style="bold")
+    table.add_column()
+    for label, value in summary_rows(record):
+        table.add_row(label, value)
     console.print(table)
-    if record.get("status") != "ok":
+    if status != "ok":
         console.print(f"[red]failed:[/red] {record.get('error')}")
-    console.print(f"record: {record.get('run_dir')}/record.json")

@@ -15,7 +15,7 @@ from pytorch_lightning.callbacks import ModelCheckpoint
 from safetensors.torch import save_file
 
 from prompt_bench.build import Experiment
-from prompt_bench.efficiency import TrainThroughput
+from prompt_bench.efficiency import EpochLine, TrainThroughput
 
 PROMPT_FILE = "prompt.safetensors"
 
@@ -48,7 +48,7 @@ def fit_and_test(cfg: DictConfig, experiment: Experiment, run_dir: Path) -> Outc
     )
     throughput = TrainThroughput()
     loggers = [instantiate(node) for node in (cfg.logger or {}).values()]
-    trainer = instantiate(cfg.trainer, callbacks=[checkpoint, throughput], logger=loggers or False, default_root_dir=str(run_dir))
+    trainer = instantiate(cfg.trainer, callbacks=[checkpoint, throughput, EpochLine()], logger=loggers or False, default_root_dir=str(run_dir))
     if torch.cuda.is_available():
         torch.cuda.reset_peak_memory_stats()
 

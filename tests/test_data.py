@@ -332,9 +332,12 @@ def test_synthetic_is_deterministic_and_keyword_labelled():
     for text, label in zip(task.train.texts + task.test.texts, task.train.labels + task.test.labels):
         words = text.split()
         assert set(words) & set(task.label_names) == {task.label_names[label]}
-        assert 9 <= len(words) <= 14
+        assert 4 <= len(words) <= 6  # 2-4 filler words + the keyword twice
+        assert words.count(task.label_names[label]) == 2
     with pytest.raises(ConfigError, match="n_classes=99"):
         synthetic(n_classes=99)
+    longer = synthetic(n_per_class=4, filler_words=(8, 12), keyword_repeats=(1, 1))
+    assert all(9 <= len(text.split()) <= 13 for text in longer.train.texts)
 
 
 def test_synthetic_is_learnable_by_bag_of_words_probe():

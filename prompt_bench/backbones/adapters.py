@@ -58,7 +58,13 @@ class BackboneAdapter(nn.Module):
         self.pooling = pooling
         self.default_head = default_head
         self.has_lm_head = lm_head
+        self.trainable = False
         self.params_m = params_m if params_m is not None else self.num_parameters() / 1e6
+
+    def set_trainable(self, trainable: bool) -> None:
+        """Freeze (prompt methods) or unfreeze (fine-tuning) every backbone weight."""
+        self.requires_grad_(trainable)
+        self.trainable = trainable
 
     # ---- shape facts -------------------------------------------------------------------
     @property

@@ -8,6 +8,7 @@ a real model while the network itself has ~2M parameters, mostly embeddings.
 from pathlib import Path
 from typing import Callable
 
+import os
 import torch
 import transformers
 from transformers import (
@@ -82,6 +83,12 @@ def check_tiny_preset(preset: str, family: str) -> None:
         )
 
 
+# BERT's default 0.02 makes a random 2-layer model pass each token through almost unmixed (the
+# attention terms are tiny next to the residual), so no pooled vector or [MASK] sees the input.
+# A wider init mixes tokens like a trained model does; dropout is off so tests are exact.
+INIT_RANGE = float(os.environ.get("PROMPT_BENCH_TINY_INIT", "0.2"))
+
+
 def _tiny_bert(tokenizer, lm_head: bool) -> transformers.PreTrainedModel:
     config = BertConfig(
         vocab_size=len(tokenizer),
@@ -91,6 +98,9 @@ def _tiny_bert(tokenizer, lm_head: bool) -> transformers.PreTrainedModel:
         intermediate_size=FFN_SIZE,
         max_position_embeddings=TINY_MAX_LENGTH,
         pad_token_id=tokenizer.pad_token_id,
+        initializer_range=INIT_RANGE,
+        hidden_dropout_prob=0.0,
+        attention_probs_dropout_prob=0.0,
     )
     return BertForMaskedLM(config) if lm_head else BertModel(config)
 
@@ -109,6 +119,9 @@ def _tiny_roberta(tokenizer, lm_head: bool) -> transformers.PreTrainedModel:
         pad_token_id=pad_id,
         bos_token_id=tokenizer.cls_token_id,
         eos_token_id=tokenizer.sep_token_id,
+        initializer_range=INIT_RANGE,
+        hidden_dropout_prob=0.0,
+        attention_probs_dropout_prob=0.0,
     )
     return RobertaForMaskedLM(config) if lm_head else RobertaModel(config)
 
@@ -125,6 +138,7 @@ def _tiny_t5(tokenizer, lm_head: bool) -> transformers.PreTrainedModel:
         pad_token_id=tokenizer.pad_token_id,
         decoder_start_token_id=tokenizer.pad_token_id,  # as in T5: the decoder starts from pad
         eos_token_id=tokenizer.sep_token_id,  # [SEP] ends every WordPiece sequence
+        dropout_rate=0.0,
     )
     return T5ForConditionalGeneration(config)
 
@@ -139,6 +153,10 @@ def _tiny_gpt2(tokenizer, lm_head: bool) -> transformers.PreTrainedModel:
         bos_token_id=tokenizer.sep_token_id,
         eos_token_id=tokenizer.sep_token_id,
         pad_token_id=tokenizer.pad_token_id,
+        initializer_range=INIT_RANGE,
+        resid_pdrop=0.0,
+        embd_pdrop=0.0,
+        attn_pdrop=0.0,
     )
     return GPT2LMHeadModel(config)
 

@@ -456,8 +456,16 @@ def _behind_proxy() -> bool:
 # ---------------------------------------------------------------- synthetic
 
 
-def synthetic(n_classes: int = 4, n_per_class: int = 64, n_test_per_class: int = 32, seed: int = 0) -> Task:
-    """A keyword task for tiny models: 8-12 filler words with the class's colour word inserted 1-2 times.
+def synthetic(
+    n_classes: int = 4,
+    n_per_class: int = 64,
+    n_test_per_class: int = 32,
+    seed: int = 0,
+    filler_words: tuple[int, int] = (2, 4),
+    keyword_repeats: tuple[int, int] = (2, 2),
+) -> Task:
+    """A keyword task for tiny models: filler words (a count in `filler_words`, inclusive) with the
+    class's colour word inserted a number of times in `keyword_repeats` (inclusive).
 
     A bag-of-words linear probe separates it perfectly; deterministic from `seed`.
     """
@@ -471,17 +479,24 @@ def synthetic(n_classes: int = 4, n_per_class: int = 64, n_test_per_class: int =
             raise ConfigError(f"{option}={count} for the synthetic task must be at least 1; set dataset.task.{option}.")
     label_names = SYNTHETIC_LABEL_WORDS[:n_classes]
     rng = np.random.default_rng(seed)
-    train = _synthetic_examples(rng, label_names, n_per_class)
-    test = _synthetic_examples(rng, label_names, n_test_per_class)
+    shape = (tuple(filler_words), tuple(keyword_repeats))
+    train = _synthetic_examples(rng, label_names, n_per_class, *shape)
+    test = _synthetic_examples(rng, label_names, n_test_per_class, *shape)
     return Task("synthetic", label_names, train, test, metric="acc")
 
 
-def _synthetic_examples(rng: np.random.Generator, label_names: tuple[str, ...], n_per_class: int) -> Examples:
+def _synthetic_examples(
+    rng: np.random.Generator,
+    label_names: tuple[str, ...],
+    n_per_class: int,
+    filler_words: tuple[int, int],
+    keyword_repeats: tuple[int, int],
+) -> Examples:
     texts, labels = [], []
     for _ in range(n_per_class):
         for label, keyword in enumerate(label_names):
-            words = rng.choice(SYNTHETIC_FILLER_WORDS, size=int(rng.integers(8, 13))).tolist()
-            for _ in range(int(rng.integers(1, 3))):
+            words = rng.choice(SYNTHETIC_FILLER_WORDS, size=int(rng.integers(filler_words[0], filler_words[1] + 1))).tolist()
+            for _ in range(int(rng.integers(keyword_repeats[0], keyword_repeats[1] + 1))):
                 words.insert(int(rng.integers(0, len(words) + 1)), keyword)
             texts.append(" ".join(words))
             labels.append(label)

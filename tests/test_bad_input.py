@@ -1,0 +1,100 @@
+"""Bad inputs end with a sentence that names the problem, and a `failed` record on disk."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+
+from prompt_bench.records import RECORD_NAME
+from prompt_bench.run import run_experiment
+from tests.test_cli import run_cli
+
+TINY = ("backbone=tiny_bert", "trainer=debug", "logger=none")
+
+
+def failed_record(make_config, tmp_path, *overrides: str) -> dict:
+    record = run_experiment(make_config(*overrides))
+    on_disk = json.loads((tmp_path / "run" / RECORD_NAME).read_text())
+    assert on_disk["status"] == record["status"] == "failed"
+    assert on_disk["run_key"] == record["run_key"]
+    return on_disk
+
+
+def test_unknown_group_option_lists_options(tmp_path, cache_dir):
+    result = run_cli("method=prompt_tunin", root=tmp_path, cache=cache_dir)
+    assert result.returncode != 0
+    assert "Could not find 'method/prompt_tunin'" in result.stderr
+    assert "prompt_tuning" in result.stderr  # Hydra lists the available options
+
+
+def test_misspelt_key_is_named(tmp_path, cache_dir):
+    result = run_cli("method.module.n_tokenz=5", root=tmp_path, cache=cache_dir)
+    assert result.returncode != 0
+    assert "n_tokenz" in result.stderr and "not in struct" in result.stderr
+
+
+def test_failed_single_run_exits_nonzero_with_message_not_traceback(tmp_path, cache_dir):
+    result = run_cli(*TINY, "dataset=synthetic", "dataset.k_shot=1000", root=tmp_path, cache=cache_dir)
+    assert result.returncode == 1
+    output = result.stdout + result.stderr
+    assert "k_shot=1000" in output
+    assert "Traceback" not in output
+    (record_path,) = (tmp_path / "outputs").rglob(RECORD_NAME)
+    assert json.loads(record_path.read_text())["status"] == "failed"
+
+
+def test_csv_missing_file(make_config, tmp_path):
+    missing = tmp_path / "nope.csv"
+    record = failed_record(make_config, tmp_path, *TINY, "dataset=csv", f"dataset.task.path={missing}")
+    assert str(missing) in record["error"]
+
+
+def test_csv_missing_column_lists_columns_found(make_config, tmp_path):
+    path = tmp_path / "data.csv"
+    path.write_text("sentence,label\n" + "".join(f"text {i},{'ab'[i % 2]}\n" for i in range(40)))
+    record = failed_record(make_config, tmp_path, *TINY, "dataset=csv", f"dataset.task.path={path}")
+    assert "'text'" in record["error"] and "sentence" in record["error"] and str(path) in record["error"]
+
+
+def test_label_names_mismatch_names_both(make_config, tmp_path):
+    path = tmp_path / "data.csv"
+    path.write_text("text,label\n" + "".join(f"text {i},{['pos', 'neg'][i % 2]}\n" for i in range(40)))
+    record = failed_record(
+        make_config, tmp_path, *TINY, "dataset=csv", f"dataset.task.path={path}",
+        "dataset.task.label_names=[positive,negative]",
+    )
+    assert "pos" in record["error"] and "positive" in record["error"]
+
+
+def test_hub_backbone_offline_says_so(make_config, tmp_path):
+    started = time.perf_counter()
+    record = failed_record(make_config, tmp_path, "backbone=bert_base", "dataset=synthetic", "trainer=debug", "logger=none")
+    assert time.perf_counter() - started < 60
+    assert "hub" in record["error"] and "backbone.source=path" in record["error"]
+
+
+def test_hub_dataset_offline_says_so(make_config, tmp_path):
+    record = failed_record(make_config, tmp_path, *TINY, "dataset=hf", "dataset.task.path=glue", "dataset.task.name=sst2")
+    assert "HubUnavailableError" in record["error"] and "dataset=csv" in record["error"]
+
+
+def test_k_shot_larger_than_a_class(make_config, tmp_path):
+    record = failed_record(make_config, tmp_path, *TINY, "dataset=synthetic", "dataset.k_shot=1000")
+    assert "k_shot=1000" in record["error"] and "has only" in record["error"]
+
+
+@pytest.mark.parametrize(
+    ("overrides", "expected"),
+    [
+        (("backbone=minilm", "head=verbalizer"), "has no MLM head"),
+        (("backbone=tiny_bert", "method=linear_probe", "head=verbalizer"), "needs head=linear"),
+        (("backbone=tiny_bert", "method.module.init=text"), "init_text"),
+        (("backbone=tiny_bert", "method.module.init=nonsense"), "random, vocab, text, labels, file"),
+    ],
+)
+def test_incompatible_combinations_fail_before_training(make_config, tmp_path, overrides, expected):
+    record = failed_record(make_config, tmp_path, *overrides, "dataset=synthetic", "trainer=debug", "logger=none")
+    assert expected in record["error"]
+    assert "metrics" not in record
