@@ -37,11 +37,9 @@ class TrainThroughput(pl.Callback):
 
 
 class EpochLine(pl.Callback):
-    """One log line per validation epoch, so a CPU run shows progress without a progress bar."""
+    """One log line per epoch (after its validation), so a CPU run shows progress without a progress bar."""
 
-    def on_validation_epoch_end(self, trainer: pl.Trainer, module: pl.LightningModule) -> None:
-        if trainer.sanity_checking:
-            return
+    def on_train_epoch_end(self, trainer: pl.Trainer, module: pl.LightningModule) -> None:
         shown = ("train/loss", "val/acc", "val/f1")
         values = {k: float(v) for k, v in trainer.callback_metrics.items() if k in shown}
         text = "  ".join(f"{k} {v:.4f}" for k, v in values.items())

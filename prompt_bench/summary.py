@@ -31,7 +31,6 @@ def summary_rows(record: dict[str, Any]) -> list[tuple[str, str]]:
             ("train time", f"{efficiency['train_seconds']:.0f} s ({efficiency['train_samples_per_s'] or 0:.1f} samples/s)"),
             ("peak RSS", f"{efficiency['peak_rss_mb']:.0f} MiB"),
         ]
-    rows.append(("record", f"{record.get('run_dir')}/record.json"))
     return rows
 
 
@@ -46,3 +45,4 @@ def print_summary(record: dict[str, Any], console: Console | None = None) -> Non
     console.print(table)
     if status != "ok":
         console.print(f"[red]failed:[/red] {record.get('error')}")
+    console.print(f"record: {record.get('run_dir')}/record.json", soft_wrap=True)

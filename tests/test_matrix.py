@@ -20,6 +20,8 @@ CELLS = (
     [("prompt_tuning", backbone, head) for backbone in FAMILIES for head in PROMPT_HEADS]
     + [("fine_tuning", backbone, head) for backbone in FAMILIES for head in PROMPT_HEADS]
     + [("linear_probe", backbone, "linear") for backbone in FAMILIES]
+    # RoBERTa numbers positions from padding_idx + 1: a second encoder layout for the prompt path
+    + [("prompt_tuning", "tiny_roberta", head) for head in PROMPT_HEADS]
 )
 # Tiny random backbones learn faster with a larger rate than the paper's defaults for real models.
 TRAIN_OVERRIDES = {

@@ -1,0 +1,63 @@
+"""What a run leaves on disk: trimmed checkpoints that resume, the prompt file, wandb offline files."""
+
+from __future__ import annotations
+
+import json
+
+import torch
+from safetensors.torch import load_file
+
+from prompt_bench.records import RECORD_NAME, read_record, run_key
+from prompt_bench.run import run_experiment
+
+TINY = ("backbone=tiny_bert", "dataset=synthetic", "trainer=debug")
+
+
+def test_checkpoints_hold_trainable_state_only_and_resume(make_config, tmp_path):
+    run_dir = tmp_path / "run"
+    record = run_experiment(make_config(*TINY, "logger=none", run_dir=run_dir))
+    assert record["status"] == "ok"
+    last = torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=False)
+    assert set(last["state_dict"]) == {"method.prompt_embeddings"}  # no frozen backbone weights
+    assert last["optimizer_states"], "optimizer state is needed to resume"
+    assert last["global_step"] == 3
+
+    # a second run in the same directory resumes from last.ckpt and continues to epoch 2
+    resumed = run_experiment(make_config(*TINY, "logger=none", "trainer.max_epochs=2", run_dir=run_dir))
+    assert resumed["status"] == "ok"
+    assert torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=False)["global_step"] == 6
+
+
+def test_prompt_file_matches_the_tested_prompt(make_config, tmp_path):
+    record = run_experiment(make_config(*TINY, "logger=none"))
+    run_dir = tmp_path / "run"
+    prompt = load_file(str(run_dir / "prompt.safetensors"))["prompt_embeddings"]
+    best = torch.load(record["best_checkpoint"], weights_only=False)["state_dict"]["method.prompt_embeddings"]
+    assert prompt.dtype == torch.float32 and torch.equal(prompt, best)
+    metadata = json.loads((run_dir / "prompt.json").read_text())
+    assert metadata["shapes"] == {"prompt_embeddings": [20, 64]}
+    assert metadata["split_hash"] == record["split_hash"]
+
+
+def test_record_is_written_atomically_and_keyed_without_paths(make_config, tmp_path):
+    first = make_config(*TINY, "logger=none", run_dir=tmp_path / "a")
+    record = run_experiment(first)
+    assert read_record(tmp_path / "a") == json.loads((tmp_path / "a" / RECORD_NAME).read_text())
+    assert not list((tmp_path / "a").glob(".record.json.*"))  # no temp files left behind
+    # the same experiment elsewhere has the same key; another seed does not
+    moved = make_config(*TINY, "logger=none", run_dir=tmp_path / "b")
+    from prompt_bench.records import resolved_config
+
+    assert run_key(resolved_config(moved)) == record["run_key"]
+    assert run_key(resolved_config(make_config(*TINY, "logger=none", "seed=21"))) != record["run_key"]
+
+
+def test_wandb_offline_run_is_written_and_finished(make_config, tmp_path, monkeypatch):
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    record = run_experiment(make_config(*TINY, "logger=wandb"))
+    assert record["status"] == "ok"
+    import wandb
+
+    assert wandb.run is None  # finished, so the next job of a multirun starts its own run
+    (offline_dir,) = (tmp_path / "run" / "wandb").glob("offline-run-*")
+    assert list(offline_dir.glob("*.wandb")), "no offline run file"
