@@ -11,11 +11,10 @@ from prompt_bench.backbones.load import (
     DTYPES,
     FAMILIES,
     SOURCES,
-    extract_mpnet,
     hub_is_reachable,
     load_model_and_tokenizer,
-    mpnet_part_files,
 )
+from prompt_bench.backbones.mpnet import extract_mpnet, mpnet_part_files
 from prompt_bench.backbones.tiny import TINY_PRESETS, TINY_TOKENIZER_NAME
 from prompt_bench.errors import ConfigError, HubUnavailableError
 

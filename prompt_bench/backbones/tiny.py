@@ -8,7 +8,6 @@ a real model while the network itself has ~2M parameters, mostly embeddings.
 from pathlib import Path
 from typing import Callable
 
-import os
 import torch
 import transformers
 from transformers import (
@@ -86,21 +85,28 @@ def check_tiny_preset(preset: str, family: str) -> None:
 # BERT's default 0.02 makes a random 2-layer model pass each token through almost unmixed (the
 # attention terms are tiny next to the residual), so no pooled vector or [MASK] sees the input.
 # A wider init mixes tokens like a trained model does; dropout is off so tests are exact.
-INIT_RANGE = float(os.environ.get("PROMPT_BENCH_TINY_INIT", "0.2"))
+INIT_RANGE = 0.2
+
+
+def _encoder_shape() -> dict[str, float | int]:
+    """Sizes and init shared by the tiny BERT and RoBERTa configs."""
+    return {
+        "hidden_size": HIDDEN_SIZE,
+        "num_hidden_layers": NUM_LAYERS,
+        "num_attention_heads": NUM_HEADS,
+        "intermediate_size": FFN_SIZE,
+        "initializer_range": INIT_RANGE,
+        "hidden_dropout_prob": 0.0,
+        "attention_probs_dropout_prob": 0.0,
+    }
 
 
 def _tiny_bert(tokenizer, lm_head: bool) -> transformers.PreTrainedModel:
     config = BertConfig(
         vocab_size=len(tokenizer),
-        hidden_size=HIDDEN_SIZE,
-        num_hidden_layers=NUM_LAYERS,
-        num_attention_heads=NUM_HEADS,
-        intermediate_size=FFN_SIZE,
         max_position_embeddings=TINY_MAX_LENGTH,
         pad_token_id=tokenizer.pad_token_id,
-        initializer_range=INIT_RANGE,
-        hidden_dropout_prob=0.0,
-        attention_probs_dropout_prob=0.0,
+        **_encoder_shape(),
     )
     return BertForMaskedLM(config) if lm_head else BertModel(config)
 
@@ -109,19 +115,13 @@ def _tiny_roberta(tokenizer, lm_head: bool) -> transformers.PreTrainedModel:
     pad_id = tokenizer.pad_token_id
     config = RobertaConfig(
         vocab_size=len(tokenizer),
-        hidden_size=HIDDEN_SIZE,
-        num_hidden_layers=NUM_LAYERS,
-        num_attention_heads=NUM_HEADS,
-        intermediate_size=FFN_SIZE,
         # RoBERTa numbers positions from padding_idx + 1, so it needs pad_id + 1 extra rows.
         max_position_embeddings=TINY_MAX_LENGTH + pad_id + 2,
         type_vocab_size=1,
         pad_token_id=pad_id,
         bos_token_id=tokenizer.cls_token_id,
         eos_token_id=tokenizer.sep_token_id,
-        initializer_range=INIT_RANGE,
-        hidden_dropout_prob=0.0,
-        attention_probs_dropout_prob=0.0,
+        **_encoder_shape(),
     )
     return RobertaForMaskedLM(config) if lm_head else RobertaModel(config)
 
