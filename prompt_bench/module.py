@@ -53,6 +53,7 @@ class PromptModule(pl.LightningModule):
         self.scheduler_factory = scheduler
         self.head_lr = head_lr
         self.primary_metric = primary_metric
+        self.num_classes = num_classes
         self.backbone.set_trainable(method.trains_backbone)
         self.train_metrics = split_metrics(num_classes).clone(prefix="train/")
         self.val_metrics = split_metrics(num_classes).clone(prefix="val/")
@@ -108,7 +109,7 @@ class PromptModule(pl.LightningModule):
     @torch.no_grad()
     def evaluate(self, batches: Iterable[dict[str, Tensor]], use_prompt: bool = True) -> dict[str, float]:
         """Accuracy and macro-F1 over `batches` outside the trainer (used for zero-shot)."""
-        metrics = split_metrics(self.val_metrics["acc"].num_classes).to(self.device)
+        metrics = split_metrics(self.num_classes).to(self.device)
         was_training = self.training
         self.eval()
         for batch in batches:
@@ -116,6 +117,10 @@ class PromptModule(pl.LightningModule):
             metrics.update(self(batch, use_prompt=use_prompt), batch["labels"])
         self.train(was_training)
         return {name: float(value) for name, value in metrics.compute().items()}
+
+    def best_validation_scores(self) -> dict[str, float]:
+        """val/acc_best and val/f1_best over the epochs validated so far (empty if none were)."""
+        return {f"val/{name}_best": float(best.compute()) for name, best in self.val_best.items() if best.update_called}
 
     # ---- optimisation ---------------------------------------------------------------------
     def trainable_parameters(self) -> list[torch.nn.Parameter]:

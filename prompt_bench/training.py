@@ -62,8 +62,7 @@ def fit_and_test(cfg: DictConfig, experiment: Experiment, run_dir: Path) -> Outc
     metrics.update({name: float(value) for name, value in tested.items()})
     metrics["test/primary"] = metrics[f"test/{metric}"]
     metrics["primary_metric"] = metric
-    if checkpoint.best_model_score is not None:
-        metrics[f"val/{metric}_best"] = float(checkpoint.best_model_score)
+    metrics.update(module.best_validation_scores())
 
     if cfg.save_prompt:
         save_prompt(experiment, run_dir, cfg)
