@@ -20,7 +20,7 @@ from omegaconf import DictConfig, OmegaConf
 
 RECORD_NAME = "record.json"
 # Config keys that say where things go or how they are shown, not what is computed.
-VOLATILE_KEYS = ("paths", "logger", "hydra")
+VOLATILE_KEYS = ("paths", "logger", "hydra", "sweep_name", "skip_done")
 VOLATILE_NESTED = (("backbone", "cache_dir"),)
 VERSIONED_PACKAGES = (
     "prompt_bench", "torch", "pytorch-lightning", "transformers", "hydra-core", "torchmetrics", "datasets",
@@ -90,3 +90,23 @@ def git_commit(directory: Path) -> str | None:
     except (OSError, subprocess.SubprocessError):
         return None
     return commit + ("-dirty" if dirty else "")
+
+
+def find_ok_record(sweep_dir: Path, key: str) -> dict[str, Any] | None:
+    """An `ok` record with run key `key` in sweep_dir or one level below it, else None."""
+    sweep_dir = Path(sweep_dir)
+    for path in [sweep_dir / RECORD_NAME, *sorted(sweep_dir.glob(f"*/{RECORD_NAME}"))]:
+        record = read_record(path.parent)
+        if record and record.get("run_key") == key and record.get("status") == "ok":
+            return record
+    return None
+
+
+def claim_run_dir(run_dir: Path, key: str) -> Path:
+    """The directory a run with `key` writes to: run_dir, unless run_dir already holds another
+    run's record (a reordered sweep); then the sibling `<run_dir>-<key>`, so no record is ever
+    overwritten by a different run and no checkpoint is resumed by a different config."""
+    record = read_record(run_dir)
+    if record is None or record.get("run_key") == key:
+        return run_dir
+    return run_dir.with_name(f"{run_dir.name}-{key}")

@@ -19,13 +19,15 @@ import hydra
 from hydra.core.hydra_config import HydraConfig
 from hydra.errors import InstantiationException
 from hydra.types import RunMode
-from omegaconf import DictConfig
+from omegaconf import DictConfig, open_dict
 
 from prompt_bench.build import build_experiment
 from prompt_bench.efficiency import parameter_counts, peak_rss_mb
 from prompt_bench.errors import PromptBenchError
 from prompt_bench.records import (
     RECORD_NAME,
+    claim_run_dir,
+    find_ok_record,
     git_commit,
     package_versions,
     resolved_config,
@@ -42,12 +44,22 @@ USER_ERRORS = (PromptBenchError, InstantiationException)
 
 
 def run_experiment(cfg: DictConfig) -> dict[str, Any]:
-    """Run one experiment and write its record; returns the record (status ok or failed)."""
-    run_dir = Path(cfg.paths.output_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
+    """Run one experiment and write its record; returns the record (status ok or failed).
+
+    In a sweep, a run whose key already has an `ok` record is skipped (its record is returned
+    untouched); a run that was killed resumes from its last checkpoint.
+    """
     config = resolved_config(cfg)
+    key = run_key(config)
+    if cfg.get("skip_done", True):
+        done = find_ok_record(sweep_dir_of(Path(cfg.paths.output_dir)), key)
+        if done is not None:
+            log.info("skipping run %s: already ok in %s", key, done.get("run_dir"))
+            return done
+    run_dir = claim_run_dir(Path(cfg.paths.output_dir), key)
+    run_dir.mkdir(parents=True, exist_ok=True)
     record: dict[str, Any] = {
-        "run_key": run_key(config),
+        "run_key": key,
         "status": "running",
         "run_dir": str(run_dir),
         "started_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
@@ -56,10 +68,11 @@ def run_experiment(cfg: DictConfig) -> dict[str, Any]:
         "git_commit": git_commit(PROJECT_ROOT),
         "slurm_job_id": os.environ.get("SLURM_JOB_ID"),
     }
+    write_json_atomic(run_dir / RECORD_NAME, record)  # marks the dir as this run's while it trains
     try:
         experiment = build_experiment(cfg)
         record["split_hash"] = experiment.split.content_hash
-        outcome = fit_and_test(cfg, experiment, run_dir)
+        outcome = fit_and_test(cfg, experiment, run_dir, key)
         record["metrics"] = outcome.metrics
         record["efficiency"] = {
             **parameter_counts(experiment.module),
@@ -69,6 +82,7 @@ def run_experiment(cfg: DictConfig) -> dict[str, Any]:
             **outcome.device_memory,
         }
         record["best_checkpoint"] = outcome.best_checkpoint
+        record["resumed_from_step"] = outcome.resumed_from_step
         record["status"] = "ok"
     except Exception as error:  # noqa: BLE001 - every failure must end as a record
         record["status"] = "failed"
@@ -86,6 +100,13 @@ def run_experiment(cfg: DictConfig) -> dict[str, Any]:
     return record
 
 
+def sweep_dir_of(run_dir: Path) -> Path:
+    """Where sibling runs live: Hydra's sweep dir in a multirun, else the run dir itself."""
+    if is_multirun():
+        return Path(HydraConfig.get().sweep.dir)
+    return run_dir
+
+
 def finish_wandb() -> None:
     """Close a wandb run if one is open, so the next job of a multirun starts its own."""
     wandb = sys.modules.get("wandb")
@@ -101,6 +122,9 @@ def is_multirun() -> bool:
 def main(cfg: DictConfig) -> float | None:
     """Console script `prompt-bench`. Returns the primary test metric (for Hydra sweepers)."""
     os.environ.setdefault("WANDB_MODE", "offline")
+    if is_multirun():  # one name for every job of the sweep (a `now` default differs per job)
+        with open_dict(cfg):
+            cfg.sweep_name = Path(HydraConfig.get().sweep.dir).name
     record = run_experiment(cfg)
     if record["status"] != "ok":
         if is_multirun():

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import logging
+import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -12,12 +14,14 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.callbacks import ModelCheckpoint
+from pytorch_lightning.plugins.environments import SLURMEnvironment
 from safetensors.torch import save_file
 
 from prompt_bench.build import Experiment
 from prompt_bench.efficiency import EpochLine, TrainThroughput
 
 PROMPT_FILE = "prompt.safetensors"
+log = logging.getLogger("prompt_bench")
 
 
 @dataclass
@@ -26,10 +30,11 @@ class Outcome:
     train_seconds: float
     train_samples_per_s: float | None
     best_checkpoint: str | None
+    resumed_from_step: int | None = None
     device_memory: dict[str, float] = field(default_factory=dict)
 
 
-def fit_and_test(cfg: DictConfig, experiment: Experiment, run_dir: Path) -> Outcome:
+def fit_and_test(cfg: DictConfig, experiment: Experiment, run_dir: Path, run_key: str) -> Outcome:
     """Zero-shot score (same run), fit with best-on-dev checkpointing, test the best checkpoint."""
     module, datamodule, metric = experiment.module, experiment.datamodule, experiment.split.metric
     datamodule.setup("fit")
@@ -39,22 +44,33 @@ def fit_and_test(cfg: DictConfig, experiment: Experiment, run_dir: Path) -> Outc
         metrics.update({f"zero_shot/{name.split('/')[-1]}": value for name, value in zero_shot.items()})
 
     checkpoint = ModelCheckpoint(
-        dirpath=run_dir / "checkpoints",
-        filename="best",
-        monitor=f"val/{metric}",
-        mode="max",
-        save_top_k=1,
-        save_last=bool(cfg.checkpoint_every_epoch),
+        dirpath=run_dir / "checkpoints", filename="best", monitor=f"val/{metric}", mode="max", save_top_k=1
     )
-    throughput = TrainThroughput()
-    loggers = [instantiate(node) for node in (cfg.logger or {}).values()]
-    trainer = instantiate(cfg.trainer, callbacks=[checkpoint, throughput, EpochLine()], logger=loggers or False, default_root_dir=str(run_dir))
+    callbacks = [checkpoint, TrainThroughput(), EpochLine()]
+    if cfg.checkpoint_every_epoch:
+        # Lightning's save_last only rewrites last.ckpt when `best` improves; resuming needs every epoch.
+        callbacks.append(
+            ModelCheckpoint(dirpath=run_dir / "checkpoints", filename="last", monitor=None, save_top_k=1,
+                            enable_version_counter=False)
+        )
+    throughput = callbacks[1]
+    trainer = instantiate(
+        cfg.trainer,
+        callbacks=callbacks,
+        logger=build_loggers(cfg, run_key) or False,
+        plugins=slurm_plugins(),
+        default_root_dir=str(run_dir),
+    )
     if torch.cuda.is_available():
         torch.cuda.reset_peak_memory_stats()
 
     last_checkpoint = run_dir / "checkpoints" / "last.ckpt"
+    resumed_from_step = None
+    if last_checkpoint.exists():  # a killed run of this same config: continue where it stopped
+        resumed_from_step = int(torch.load(last_checkpoint, map_location="cpu", weights_only=False)["global_step"])
+        log.info("resuming from %s (step %d)", last_checkpoint, resumed_from_step)
     started = time.perf_counter()
-    trainer.fit(module, datamodule=datamodule, ckpt_path=str(last_checkpoint) if last_checkpoint.exists() else None)
+    trainer.fit(module, datamodule=datamodule, ckpt_path=str(last_checkpoint) if resumed_from_step is not None else None)
     train_seconds = time.perf_counter() - started
 
     best = checkpoint.best_model_path or None
@@ -72,8 +88,27 @@ def fit_and_test(cfg: DictConfig, experiment: Experiment, run_dir: Path) -> Outc
         train_seconds=train_seconds,
         train_samples_per_s=throughput.samples_per_second,
         best_checkpoint=best,
+        resumed_from_step=resumed_from_step,
         device_memory=device_memory,
     )
+
+
+def build_loggers(cfg: DictConfig, run_key: str) -> list[Any]:
+    """Lightning loggers from cfg.logger; a wandb run's id is the run key, so a rerun resumes it."""
+    loggers = []
+    for node in (cfg.logger or {}).values():
+        if str(node.get("_target_", "")).endswith("WandbLogger"):
+            loggers.append(instantiate(node, id=run_key, resume="allow"))
+        else:
+            loggers.append(instantiate(node))
+    return loggers
+
+
+def slurm_plugins() -> list[Any]:
+    """Under SLURM, submitit owns requeueing: Lightning's own auto-requeue must stay off."""
+    if "SLURM_JOB_ID" not in os.environ:
+        return []
+    return [SLURMEnvironment(auto_requeue=False)]
 
 
 def save_prompt(experiment: Experiment, run_dir: Path, cfg: DictConfig) -> None:

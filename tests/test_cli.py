@@ -73,3 +73,5 @@ def test_cli_multirun_records_each_run(tmp_path, cache_dir):
     assert sorted(r["config"]["method"]["name"] for r in records) == ["linear_probe", "prompt_tuning"]
     assert {r["status"] for r in records} == {"ok"}
     assert len({r["run_key"] for r in records}) == 2
+    (sweep_dir,) = (tmp_path / "outputs" / "sweeps").iterdir()
+    assert {r["config"]["sweep_name"] for r in records} == {sweep_dir.name}  # one name for every job

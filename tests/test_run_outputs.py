@@ -13,7 +13,7 @@ from prompt_bench.run import run_experiment
 TINY = ("backbone=tiny_bert", "dataset=synthetic", "trainer=debug")
 
 
-def test_checkpoints_hold_trainable_state_only_and_resume(make_config, tmp_path):
+def test_checkpoints_hold_trainable_state_only(make_config, tmp_path):
     run_dir = tmp_path / "run"
     record = run_experiment(make_config(*TINY, "logger=none", run_dir=run_dir))
     assert record["status"] == "ok"
@@ -22,10 +22,23 @@ def test_checkpoints_hold_trainable_state_only_and_resume(make_config, tmp_path)
     assert last["optimizer_states"], "optimizer state is needed to resume"
     assert last["global_step"] == 3
 
-    # a second run in the same directory resumes from last.ckpt and continues to epoch 2
-    resumed = run_experiment(make_config(*TINY, "logger=none", "trainer.max_epochs=2", run_dir=run_dir))
-    assert resumed["status"] == "ok"
-    assert torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=False)["global_step"] == 6
+
+def test_identical_rerun_is_skipped_and_ok_record_untouched(make_config, tmp_path):
+    run_dir = tmp_path / "run"
+    first = run_experiment(make_config(*TINY, "logger=none", run_dir=run_dir))
+    before = (run_dir / RECORD_NAME).read_bytes()
+    again = run_experiment(make_config(*TINY, "logger=none", run_dir=run_dir))
+    assert again == first
+    assert (run_dir / RECORD_NAME).read_bytes() == before
+
+
+def test_a_different_run_never_overwrites_an_ok_record(make_config, tmp_path):
+    run_dir = tmp_path / "run"
+    run_experiment(make_config(*TINY, "logger=none", run_dir=run_dir))
+    before = (run_dir / RECORD_NAME).read_bytes()
+    other = run_experiment(make_config(*TINY, "logger=none", "seed=21", run_dir=run_dir))
+    assert other["status"] == "ok" and other["run_dir"] == f"{run_dir}-{other['run_key']}"
+    assert (run_dir / RECORD_NAME).read_bytes() == before
 
 
 def test_prompt_file_matches_the_tested_prompt(make_config, tmp_path):
