@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import re
 
+import pytest
 import torch
 from safetensors.torch import load_file
 
@@ -65,12 +67,31 @@ def test_record_is_written_atomically_and_keyed_without_paths(make_config, tmp_p
     assert run_key(resolved_config(make_config(*TINY, "logger=none", "seed=21"))) != record["run_key"]
 
 
-def test_wandb_offline_run_is_written_and_finished(make_config, tmp_path, monkeypatch):
+def logged_values(wandb_file: bytes, key: str) -> list[float]:
+    """Values logged under `key` in an offline .wandb file: each history item is a protobuf with
+    the key (field 2) followed by its JSON value (field 16, tag 0x82 0x01, one length byte)."""
+    pattern = re.compile(rb"\x12" + bytes([len(key)]) + re.escape(key.encode()) + rb"\x82\x01(.)", re.DOTALL)
+    values = []
+    for match in pattern.finditer(wandb_file):
+        start = match.end()
+        values.append(float(wandb_file[start : start + match.group(1)[0]]))
+    return values
+
+
+def test_wandb_offline_run_carries_the_metrics_and_is_finished(make_config, tmp_path, monkeypatch):
     monkeypatch.setenv("WANDB_MODE", "offline")
-    record = run_experiment(make_config(*TINY, "logger=wandb"))
+    record = run_experiment(make_config(*TINY, "logger=wandb", "sweep_name=wandb_check"))
     assert record["status"] == "ok"
     import wandb
 
     assert wandb.run is None  # finished, so the next job of a multirun starts its own run
     (offline_dir,) = (tmp_path / "run" / "wandb").glob("offline-run-*")
-    assert list(offline_dir.glob("*.wandb")), "no offline run file"
+    assert offline_dir.name.endswith(record["run_key"])  # run id = run key, so a rerun resumes it
+    (wandb_file,) = offline_dir.glob("*.wandb")
+    data = wandb_file.read_bytes()
+    for metric in ("test/acc", "test/f1"):  # in the history and the summary
+        values = logged_values(data, metric)
+        assert values and values == [pytest.approx(record["metrics"][metric])] * len(values)
+    assert logged_values(data, "train/loss"), "no training loss logged"
+    for text in ("wandb_check", "prompt_tuning", "tiny_bert", "synthetic"):  # group, job type, tags
+        assert text.encode() in data
