@@ -15,6 +15,7 @@ from prompt_bench.errors import ConfigError
 from prompt_bench.heads import HEADS, Head
 from prompt_bench.methods.base import MethodContext, PromptMethod
 from prompt_bench.module import PromptModule
+from prompt_bench.transfer import check_pair, source_prompt_file
 
 
 @dataclass
@@ -36,7 +37,14 @@ def build_experiment(cfg: DictConfig) -> Experiment:
     method = instantiate(cfg.method.module)
     check_family(method, adapter, cfg.method.name)
     head = build_head(cfg.head, adapter, split.label_names, method, cfg.method.name)
-    method.prepare(MethodContext(adapter=adapter, label_names=split.label_names, cache_dir=cfg.paths.cache_dir))
+    method.prepare(
+        MethodContext(
+            adapter=adapter,
+            label_names=split.label_names,
+            cache_dir=cfg.paths.cache_dir,
+            extras=method_extras(cfg, method),
+        )
+    )
     module = PromptModule(
         backbone=adapter,
         method=method,
@@ -58,6 +66,15 @@ def build_experiment(cfg: DictConfig) -> Experiment:
         cache_dir=cfg.paths.cache_dir,
     )
     return Experiment(adapter=adapter, split=split, method=method, head=head, module=module, datamodule=datamodule)
+
+
+def method_extras(cfg: DictConfig, method: PromptMethod) -> dict:
+    """Artefacts a method asks for by name (a transfer method's source prompt)."""
+    extras = {}
+    check_pair(cfg)
+    if getattr(method, "needs_source_prompt", False) and cfg.get("transfer"):
+        extras["source_prompt"] = source_prompt_file(cfg)
+    return extras
 
 
 def check_family(method: PromptMethod, adapter: BackboneAdapter, method_name: str) -> None:
