@@ -82,3 +82,18 @@ def test_sigkill_mid_training_then_relaunch_resumes(tmp_path, cache_dir):
     import torch
 
     assert torch.load(second_last, weights_only=False)["global_step"] == 60 * 8  # 16 shots x 4 classes / batch 8 = 8 steps an epoch, 60 epochs
+
+
+def test_unknown_preset_fails_before_any_job_with_the_options(tmp_path, cache_dir):
+    result = run_cli("-m", "experiment=smok", root=tmp_path, cache=cache_dir)
+    assert result.returncode != 0
+    assert "Could not find 'experiment/smok'" in result.stderr and "smoke" in result.stderr
+    assert not (tmp_path / "outputs").exists()
+
+
+def test_unknown_launcher_key_fails_before_any_job(tmp_path, cache_dir):
+    result = run_cli("-m", "experiment=smoke", "hydra/launcher=slurm_cpu", "hydra.launcher.partitoin=gpu",
+                     root=tmp_path, cache=cache_dir)
+    assert result.returncode != 0
+    assert "partitoin" in result.stderr
+    assert not (tmp_path / "outputs").exists()
