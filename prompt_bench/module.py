@@ -66,7 +66,10 @@ class PromptModule(pl.LightningModule):
     def forward(self, batch: dict[str, Tensor], use_prompt: bool = True) -> Tensor:
         """batch -> (B, C) logits. use_prompt=False gives the zero-shot backbone + head."""
         prompt = self.method.prompt(batch) if use_prompt else None
-        output = self.backbone(batch["input_ids"], batch["attention_mask"], prompt=prompt)
+        layer_prefixes = self.method.layer_prefixes(batch) if use_prompt else None
+        output = self.backbone(
+            batch["input_ids"], batch["attention_mask"], prompt=prompt, layer_prefixes=layer_prefixes
+        )
         return self.head(output, batch, self.backbone)
 
     # ---- steps ----------------------------------------------------------------------------

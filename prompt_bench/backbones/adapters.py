@@ -1,19 +1,24 @@
 """Family adapters: one interface over encoder, seq2seq and causal Hugging Face models.
 
 Everything that differs between model families lives here, once: where the input embeddings
-are, how soft prompts are prepended, how a sentence vector is pooled, and how label words are
-scored. Methods and heads never branch on the family.
+are, how soft prompts are prepended, how per-layer key/value prefixes (deep prompts) reach the
+attention layers, how a sentence vector is pooled, and how label words are scored. Methods and
+heads never branch on the family.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import inspect
+import math
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
+from functools import partial
 
 import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
-from transformers import PreTrainedModel, PreTrainedTokenizerBase
+from transformers import DynamicCache, PreTrainedModel, PreTrainedTokenizerBase
 
 from prompt_bench.errors import ConfigError
 
@@ -26,7 +31,8 @@ class BackboneOutput:
 
     hidden: (B, n+L, d) last hidden states (the encoder's for seq2seq), prompt positions first.
     attention_mask: (B, n+L) the input mask extended with ones for the n prompt positions.
-    n_prompt: n, the number of prompt positions in front of the input tokens.
+    n_prompt: n, the number of input-level prompt positions in front of the input tokens.
+    Deep-prompt prefixes add keys and values inside the layers, never positions here.
     """
 
     hidden: Tensor
@@ -34,10 +40,30 @@ class BackboneOutput:
     n_prompt: int
 
 
+@dataclass(frozen=True)
+class PrefixGeometry:
+    """Shape of the key/value prefixes a backbone takes (P-tuning v2 deep prompts).
+
+    n_layers: self-attention layers that take a prefix (the encoder's, for seq2seq).
+    n_heads: key/value heads per layer; head_dim: size of one head's key or value.
+    """
+
+    n_layers: int
+    n_heads: int
+    head_dim: int
+
+    def prefix_shape(self, batch_size: int, n_tokens: int) -> tuple[int, ...]:
+        """The `layer_prefixes` shape forward() takes: (n_layers, 2, B, n_heads, n, head_dim)."""
+        return (self.n_layers, 2, batch_size, self.n_heads, n_tokens, self.head_dim)
+
+
 class BackboneAdapter(nn.Module):
     """A frozen-or-not Hugging Face model behind the family-independent interface."""
 
     family: str = ""
+
+    takes_layer_prefixes: bool = False
+    """Whether this family's forward accepts `layer_prefixes` (deep prompts)."""
 
     def __init__(
         self,
@@ -79,6 +105,28 @@ class BackboneAdapter(nn.Module):
     def dtype(self) -> torch.dtype:
         return self.input_embeddings.weight.dtype
 
+    @property
+    def prefix_geometry(self) -> PrefixGeometry:
+        """Layers, key/value heads and head size of the self-attention layers deep prompts reach."""
+        config = self.model.config
+        n_heads = getattr(config, "num_key_value_heads", None) or config.num_attention_heads
+        head_dim = getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads
+        return PrefixGeometry(n_layers=config.num_hidden_layers, n_heads=n_heads, head_dim=head_dim)
+
+    def layer_prefix_support(self) -> str | None:
+        """None when this backbone takes deep prompts, else a sentence saying why not."""
+        if not self.takes_layer_prefixes:
+            families = ", ".join(family for family, adapter in ADAPTERS.items() if adapter.takes_layer_prefixes)
+            return (
+                f"backbone '{self.name}' is a {self.family} model, which takes no per-layer prefixes; deep prompts "
+                f"work with backbone families {families}"
+            )
+        return self._prefix_obstacle()
+
+    def _prefix_obstacle(self) -> str | None:
+        """Why this model, in a family that takes prefixes, cannot take them (its layout), or None."""
+        return None
+
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.model.parameters())
 
@@ -107,10 +155,20 @@ class BackboneAdapter(nn.Module):
         """(B, L) token ids -> (B, L, d) word embeddings (no positions)."""
         return self.input_embeddings(input_ids)
 
-    def forward(self, input_ids: Tensor, attention_mask: Tensor, prompt: Tensor | None = None) -> BackboneOutput:
+    def forward(
+        self,
+        input_ids: Tensor,
+        attention_mask: Tensor,
+        prompt: Tensor | None = None,
+        layer_prefixes: Tensor | None = None,
+    ) -> BackboneOutput:
         """Run the body on [P; E(x)] (Lester et al. 2021, eq. 1): prompt (B, n, d) goes first.
 
-        The prompt is kept in fp32 by its owner and cast to the backbone dtype at the concat.
+        layer_prefixes (P-tuning v2, Liu et al. 2022): (n_layers, 2, B, n_heads, m, head_dim), the
+        keys ([:, 0]) and values ([:, 1]) prepended to every self-attention layer's own (see
+        `prefix_geometry`). Only the key side grows: the queries, so the hidden states and the
+        returned mask, stay the T = n + L positions above.
+        Prompts and prefixes are kept in fp32 by their owner and cast to the backbone dtype here.
         """
         inputs_embeds = self.embed(input_ids)
         n_prompt = 0
@@ -119,12 +177,30 @@ class BackboneAdapter(nn.Module):
             inputs_embeds = torch.cat([prompt.to(inputs_embeds.dtype), inputs_embeds], dim=1)
             prompt_mask = attention_mask.new_ones(attention_mask.shape[0], n_prompt)
             attention_mask = torch.cat([prompt_mask, attention_mask], dim=1)
-        hidden = self.body(inputs_embeds, attention_mask)
+        if layer_prefixes is None:
+            hidden = self.body(inputs_embeds, attention_mask)
+        else:
+            expected = self.prefix_geometry.prefix_shape(inputs_embeds.shape[0], layer_prefixes.shape[-2])
+            if tuple(layer_prefixes.shape) != expected:
+                raise ValueError(
+                    f"layer_prefixes of shape {tuple(layer_prefixes.shape)} do not fit backbone '{self.name}', "
+                    f"which takes (n_layers, 2, B, n_heads, m, head_dim) = {expected}."
+                )
+            hidden = self.body_with_prefixes(inputs_embeds, attention_mask, layer_prefixes.to(inputs_embeds.dtype))
         return BackboneOutput(hidden=hidden, attention_mask=attention_mask, n_prompt=n_prompt)
 
     def body(self, inputs_embeds: Tensor, attention_mask: Tensor) -> Tensor:
         """(B, T, d) embeddings -> (B, T, d) last hidden states."""
         raise NotImplementedError
+
+    def body_with_prefixes(self, inputs_embeds: Tensor, attention_mask: Tensor, layer_prefixes: Tensor) -> Tensor:
+        """`body` with m key/value prefixes in front of every self-attention layer's keys and values.
+
+        The prefixes are always attended to (the key-side mask is [1_m; attention_mask]) and sit at
+        positions 0..m-1, the input at m..m+T-1, as after m input-level prompt tokens (and as in the
+        P-tuning v2 code, where Hugging Face shifted positions by the cache length).
+        """
+        raise NotImplementedError(self.layer_prefix_support())
 
     def pool(self, output: BackboneOutput) -> Tensor:
         """(B, T, d) hidden -> (B, d) sentence vector: mean over unmasked positions (prompt
@@ -155,13 +231,78 @@ def last_positions(attention_mask: Tensor) -> Tensor:
     return attention_mask.sum(dim=1).long() - 1
 
 
+# ---- deep-prompt plumbing shared by the families ----------------------------------------------
+def key_side_mask(attention_mask: Tensor, n_prefix: int) -> Tensor:
+    """(B, T) query-side mask -> (B, m+T) key-side mask: the m prefix keys are always visible."""
+    return torch.cat([attention_mask.new_ones(attention_mask.shape[0], n_prefix), attention_mask], dim=1)
+
+
+def prefix_cache(layer_prefixes: Tensor) -> DynamicCache:
+    """(n_layers, 2, B, H, m, h) prefixes -> a cache whose layer l already holds m keys and values,
+    so the model's own attention concatenates [prefix; input] keys (gradients flow to the prefixes)."""
+    return DynamicCache(ddp_cache_data=[(keys, values) for keys, values in layer_prefixes])
+
+
+def accepts_argument(function, name: str) -> bool:
+    return name in inspect.signature(function).parameters
+
+
+@contextmanager
+def pre_hooks_passing_cache(attentions: Sequence[nn.Module], cache: DynamicCache) -> Iterator[None]:
+    """For the duration, every module in `attentions` is called with past_key_values=cache."""
+
+    def pass_cache(module: nn.Module, args: tuple, kwargs: dict) -> tuple[tuple, dict]:
+        return args, {**kwargs, "past_key_values": cache}
+
+    handles = [attention.register_forward_pre_hook(pass_cache, with_kwargs=True) for attention in attentions]
+    try:
+        yield
+    finally:
+        for handle in handles:
+            handle.remove()
+
+
 class EncoderAdapter(BackboneAdapter):
     """BERT / RoBERTa / MPNet / MiniLM. The verbalizer reads the MLM head at the [MASK] token."""
 
     family = "encoder"
+    takes_layer_prefixes = True
 
     def body(self, inputs_embeds: Tensor, attention_mask: Tensor) -> Tensor:
         return self.model.base_model(inputs_embeds=inputs_embeds, attention_mask=attention_mask).last_hidden_state
+
+    def _prefix_obstacle(self) -> str | None:
+        base = self.model.base_model
+        if self._is_mpnet() or accepts_argument(base.forward, "past_key_values"):
+            return None
+        return (
+            f"backbone '{self.name}' ({type(base).__name__}) takes no past_key_values, so deep prompts cannot reach "
+            "its attention layers; BERT, RoBERTa, MiniLM and MPNet encoders can"
+        )
+
+    def _is_mpnet(self) -> bool:
+        return self.model.config.model_type == "mpnet"
+
+    def body_with_prefixes(self, inputs_embeds: Tensor, attention_mask: Tensor, layer_prefixes: Tensor) -> Tensor:
+        """BERT/RoBERTa/MiniLM take the prefixes as a prefilled cache (Hugging Face's own prefix
+        path); MPNet's attention takes no cache, so `mpnet_prefixed_attention` stands in for it."""
+        n_prefix, length = layer_prefixes.shape[-2], inputs_embeds.shape[1]
+        base = self.model.base_model
+        inputs = {
+            "inputs_embeds": inputs_embeds,
+            "attention_mask": key_side_mask(attention_mask, n_prefix),
+            "position_ids": self._shifted_position_ids(n_prefix, length, inputs_embeds.device),
+        }
+        if self._is_mpnet():
+            with mpnet_prefixed_attention(base.encoder, layer_prefixes, length):
+                return base(**inputs).last_hidden_state
+        return base(**inputs, past_key_values=prefix_cache(layer_prefixes)).last_hidden_state
+
+    def _shifted_position_ids(self, n_prefix: int, length: int, device: torch.device) -> Tensor:
+        """(1, T) absolute positions of the input after m prefix positions. RoBERTa-style embeddings
+        (which carry a padding_idx) number positions from padding_idx + 1, BERT-style from 0."""
+        first = getattr(self.model.base_model.embeddings, "padding_idx", -1) + 1
+        return torch.arange(first + n_prefix, first + n_prefix + length, device=device).unsqueeze(0)
 
     def supports_verbalizer(self) -> str | None:
         if not self.has_lm_head or self._mlm_head() is None:
@@ -195,9 +336,36 @@ class Seq2SeqAdapter(BackboneAdapter):
     """T5-style encoder-decoder: prompts enter the encoder; label words are decoded."""
 
     family = "seq2seq"
+    takes_layer_prefixes = True
 
     def body(self, inputs_embeds: Tensor, attention_mask: Tensor) -> Tensor:
         return self.model.get_encoder()(inputs_embeds=inputs_embeds, attention_mask=attention_mask).last_hidden_state
+
+    def _encoder_self_attentions(self) -> list[nn.Module] | None:
+        """Each T5-style encoder block's self-attention, or None for another layout."""
+        blocks = getattr(self.model.get_encoder(), "block", None)
+        if blocks is None:
+            return None
+        attentions = [getattr(block.layer[0], "SelfAttention", None) for block in blocks]
+        if any(attention is None or not accepts_argument(attention.forward, "past_key_values")
+               for attention in attentions):
+            return None
+        return attentions
+
+    def _prefix_obstacle(self) -> str | None:
+        if self._encoder_self_attentions() is None:
+            return f"backbone '{self.name}' has no T5-style encoder blocks, so deep prompts cannot reach its encoder"
+        return None
+
+    def body_with_prefixes(self, inputs_embeds: Tensor, attention_mask: Tensor, layer_prefixes: Tensor) -> Tensor:
+        """Encoder self-attention prefixes (the decoder is untouched). T5's encoder stack drops any
+        cache it is given, so the prefilled cache is handed to each self-attention directly; T5's
+        relative position bias then places the prefix at positions 0..m-1 by itself."""
+        encoder = self.model.get_encoder()
+        with pre_hooks_passing_cache(self._encoder_self_attentions(), prefix_cache(layer_prefixes)):
+            return encoder(
+                inputs_embeds=inputs_embeds, attention_mask=key_side_mask(attention_mask, layer_prefixes.shape[-2])
+            ).last_hidden_state
 
     def label_word_scores(self, output: BackboneOutput, input_ids: Tensor, label_token_ids: list[list[int]]) -> Tensor:
         """Sum of decoder token log-probs of each label word (rank classification, teacher forced).
@@ -231,9 +399,27 @@ class CausalAdapter(BackboneAdapter):
     """GPT-2 / OPT / Llama-style decoder: the verbalizer reads the next token after the input."""
 
     family = "causal"
+    takes_layer_prefixes = True
 
     def body(self, inputs_embeds: Tensor, attention_mask: Tensor) -> Tensor:
         return self.model.base_model(inputs_embeds=inputs_embeds, attention_mask=attention_mask).last_hidden_state
+
+    def _prefix_obstacle(self) -> str | None:
+        base = self.model.base_model
+        if accepts_argument(base.forward, "past_key_values"):
+            return None
+        return (
+            f"backbone '{self.name}' ({type(base).__name__}) takes no past_key_values, so deep prompts cannot reach it"
+        )
+
+    def body_with_prefixes(self, inputs_embeds: Tensor, attention_mask: Tensor, layer_prefixes: Tensor) -> Tensor:
+        """The prefixes as a prefilled cache: a decoder's causal mask and positions already account
+        for cached keys, so the input attends to all m prefix positions and sits at m..m+T-1."""
+        return self.model.base_model(
+            inputs_embeds=inputs_embeds,
+            attention_mask=key_side_mask(attention_mask, layer_prefixes.shape[-2]),
+            past_key_values=prefix_cache(layer_prefixes),
+        ).last_hidden_state
 
     def label_word_scores(self, output: BackboneOutput, input_ids: Tensor, label_token_ids: list[list[int]]) -> Tensor:
         """Next-token log-probs, after the last input token, of each class's first label-word token."""
@@ -242,6 +428,66 @@ class CausalAdapter(BackboneAdapter):
         vocab_logits = self.model.get_output_embeddings()(last_hidden)
         first_tokens = torch.tensor([ids[0] for ids in label_token_ids], device=last_hidden.device)
         return F.log_softmax(vocab_logits.float(), dim=-1)[:, first_tokens]
+
+
+# ---- MPNet: its self-attention takes no cache -------------------------------------------------
+@contextmanager
+def mpnet_prefixed_attention(encoder: nn.Module, layer_prefixes: Tensor, length: int) -> Iterator[None]:
+    """For the duration, each MPNet layer's self-attention attends over [prefix; input] keys.
+
+    MPNet adds a relative position bias (B, H, T, T) to the scores; the prefix columns get the
+    bias of their own relative positions (prefix j at j, query i at m + i), so the prefix acts as
+    m positions before the input, as for the other families.
+    """
+    n_prefix = layer_prefixes.shape[-2]
+    query_positions = torch.arange(length, device=layer_prefixes.device)[:, None] + n_prefix
+    key_positions = torch.arange(n_prefix, device=layer_prefixes.device)[None, :]
+    buckets = encoder.relative_position_bucket(
+        key_positions - query_positions, num_buckets=encoder.relative_attention_bias.num_embeddings
+    )
+    prefix_bias = encoder.relative_attention_bias(buckets).permute(2, 0, 1).unsqueeze(0)  # (1, H, T, m)
+    attentions = [layer.attention.attn for layer in encoder.layer]
+    try:
+        for attention, (keys, values) in zip(attentions, layer_prefixes):
+            attention.forward = partial(_mpnet_attention_with_prefix, attention, keys, values, prefix_bias)
+        yield
+    finally:
+        for attention in attentions:
+            attention.__dict__.pop("forward", None)  # back to the class's own forward
+
+
+def _mpnet_attention_with_prefix(
+    attention: nn.Module,
+    prefix_keys: Tensor,
+    prefix_values: Tensor,
+    prefix_bias: Tensor,
+    hidden_states: Tensor,
+    attention_mask: Tensor | None = None,
+    position_bias: Tensor | None = None,
+    output_attentions: bool = False,
+    **kwargs,
+) -> tuple[Tensor, ...]:
+    """softmax(q [K_p; K]^T / sqrt(h) + [bias_p, bias] + mask) [V_p; V], then MPNet's output projection.
+
+    prefix_keys/values: (B, H, m, h); hidden_states: (B, T, d); attention_mask: (B, 1, T, m+T) additive.
+    """
+    batch, length = hidden_states.shape[:2]
+
+    def heads(states: Tensor) -> Tensor:  # (B, T, H*h) -> (B, H, T, h)
+        return states.view(batch, length, -1, attention.attention_head_size).transpose(1, 2)
+
+    query = heads(attention.q(hidden_states))
+    keys = torch.cat([prefix_keys, heads(attention.k(hidden_states))], dim=2)
+    values = torch.cat([prefix_values, heads(attention.v(hidden_states))], dim=2)
+    scores = query @ keys.transpose(-1, -2) / math.sqrt(attention.attention_head_size)
+    if position_bias is not None:
+        scores = scores + torch.cat([prefix_bias.to(scores.dtype).expand(batch, -1, -1, -1), position_bias], dim=-1)
+    if attention_mask is not None:
+        scores = scores + attention_mask
+    probabilities = attention.dropout(scores.softmax(dim=-1))
+    context = (probabilities @ values).transpose(1, 2).reshape(batch, length, -1)
+    output = attention.o(context)
+    return (output, probabilities) if output_attentions else (output,)
 
 
 ADAPTERS: dict[str, type[BackboneAdapter]] = {

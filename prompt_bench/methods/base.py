@@ -47,6 +47,15 @@ class PromptMethod(nn.Module):
         """(B, n, d) prompt vectors for this batch, fp32, or None for no prompt."""
         return None
 
+    def layer_prefixes(self, batch: dict[str, Tensor]) -> Tensor | None:
+        """Deep prompts (P-tuning v2): (n_layers, 2, B, n_heads, m, head_dim) fp32 keys ([:, 0]) and
+        values ([:, 1]) prepended to every self-attention layer, or None for none.
+
+        n_layers, n_heads and head_dim are the adapter's `prefix_geometry`; the adapter casts to the
+        backbone dtype and extends the key-side mask, so hidden states stay the input positions.
+        """
+        return None
+
     def extra_loss(self, batch: dict[str, Tensor], logits: Tensor) -> dict[str, Tensor]:
         """Named loss terms added to the cross-entropy (commitment, KD, ...)."""
         return {}

@@ -1,4 +1,5 @@
-"""Vanilla prompt tuning (Lester et al., 2021): a learned P in R^{n x d} before the input."""
+"""Prompt tuning: a learned P in R^{n x d} before the input (Lester et al., 2021), or, with
+depth=deep, learned key/value prefixes at every attention layer (P-tuning v2, Liu et al., 2022)."""
 
 from __future__ import annotations
 
@@ -8,17 +9,27 @@ from torch import Tensor, nn
 
 from prompt_bench.errors import ConfigError
 from prompt_bench.methods.base import MethodContext, PromptMethod
+from prompt_bench.methods.prefix import PrefixEncoder
 
 INITS = ("random", "vocab", "text", "labels", "file")
+DEPTHS = ("input", "deep")
+DEEP_INITS = ("random", "vocab", "file")  # a prefix table has no token rows to copy from text or labels
 
 
 class PromptTuning(PromptMethod):
-    """n soft tokens, shared by all inputs: prompt(batch) = P expanded to (B, n, d).
+    """n soft tokens, shared by all inputs.
 
+    depth=input: prompt(batch) = P expanded to (B, n, d), in front of the input embeddings.
     Initialisation (Lester et al. sec. 3): `random` N(0, init_std²); `vocab` rows sampled from the
     `vocab_top_k` first (most frequent, for BPE/WordPiece vocabularies roughly) token embeddings;
     `text` the embeddings of `init_text` tokens, repeated to length n; `labels` the class-name
     token embeddings, then vocab rows for the rest; `file` a prompt.safetensors from another run.
+
+    depth=deep: no input prompt; layer_prefixes(batch) gives n key/value prefixes for every
+    self-attention layer from a `PrefixEncoder` (table N(0, 1) as in P-tuning v2, for init=random
+    or the default vocab; init=file loads a saved `prefix_embeddings` table). prefix_projection
+    reparameterises the table with a 2-layer MLP of width prefix_hidden; prefix_dropout is the
+    dropout on the prefixes during training. Those three are ignored for depth=input.
     """
 
     def __init__(
@@ -30,10 +41,25 @@ class PromptTuning(PromptMethod):
         init_std: float = 0.02,
         vocab_top_k: int = 5000,
         seed: int = 0,
+        depth: str = "input",
+        prefix_projection: bool = False,
+        prefix_hidden: int = 512,
+        prefix_dropout: float = 0.1,
     ) -> None:
         super().__init__()
         if init not in INITS:
             raise ConfigError(f"method.module.init '{init}' is not one of {', '.join(INITS)}.")
+        if depth not in DEPTHS:
+            raise ConfigError(f"method.module.depth '{depth}' is not one of {', '.join(DEPTHS)}.")
+        if depth == "deep" and init not in DEEP_INITS:
+            raise ConfigError(
+                f"method.module.init={init} initialises input-level prompt tokens, but depth=deep learns a prefix "
+                f"table for every layer; use init=random (N(0, 1), as P-tuning v2) or init=file."
+            )
+        if prefix_projection and depth != "deep":
+            raise ConfigError("method.module.prefix_projection=true reparameterises deep prompts; set depth=deep.")
+        if not 0.0 <= prefix_dropout < 1.0:
+            raise ConfigError(f"method.module.prefix_dropout must be in [0, 1), got {prefix_dropout}.")
         if init == "text" and not init_text:
             raise ConfigError("method.module.init=text needs method.module.init_text='a sentence to start from'.")
         if init == "file" and not init_file:
@@ -47,10 +73,18 @@ class PromptTuning(PromptMethod):
         self.init_std = init_std
         self.vocab_top_k = vocab_top_k
         self.seed = seed
+        self.depth = depth
+        self.prefix_projection = prefix_projection
+        self.prefix_hidden = prefix_hidden
+        self.prefix_dropout = prefix_dropout
         self.prompt_embeddings: nn.Parameter | None = None
+        self.prefix_encoder: PrefixEncoder | None = None
 
     def prepare(self, context: MethodContext) -> None:
         """Create P (fp32, whatever the backbone dtype) from the chosen initialisation."""
+        if self.depth == "deep":
+            self._prepare_prefixes(context)
+            return
         table = context.adapter.input_embeddings.weight.detach().float()
         generator = torch.Generator().manual_seed(self.seed)
         rows = self._initial_rows(table, context, generator)
@@ -97,13 +131,62 @@ class PromptTuning(PromptMethod):
             )
         return rows.float()
 
-    def prompt(self, batch: dict[str, Tensor], input_embeds: Tensor | None = None) -> Tensor:
+    # ---- depth=deep ------------------------------------------------------------------------
+    def _prepare_prefixes(self, context: MethodContext) -> None:
+        """Create the fp32 prefix table for the backbone's attention layers (file or N(0, 1))."""
+        adapter = context.adapter
+        reason = adapter.layer_prefix_support()
+        if reason:
+            raise ConfigError(f"method.module.depth=deep: {reason}; use depth=input with this backbone.")
+        self.prefix_encoder = PrefixEncoder(
+            n_tokens=self.n_tokens,
+            geometry=adapter.prefix_geometry,
+            model_dim=adapter.hidden_size,
+            projection=self.prefix_projection,
+            projection_hidden=self.prefix_hidden,
+            dropout=self.prefix_dropout,
+            seed=self.seed,
+        )
+        if self.init == "file":
+            self._load_prefix_tensors(load_file(self.init_file), source=self.init_file)
+        self.prefix_encoder.to(adapter.input_embeddings.weight.device)
+
+    def _load_prefix_tensors(self, tensors: dict[str, Tensor], source: str = "the saved prefix") -> None:
+        """Copy a saved prefix (`prompt_tensors` of a deep run) in, after checking names and shapes."""
+        expected = self.prefix_encoder.expected_shapes()
+        found = {name: tuple(tensor.shape) for name, tensor in tensors.items()}
+        if found != expected:
+            raise ConfigError(
+                f"{source} holds {found}, but this run needs {expected} (depth=deep, n_tokens={self.n_tokens}, "
+                f"prefix_projection={self.prefix_projection}); match method.module.depth, n_tokens, "
+                "prefix_projection, prefix_hidden and the backbone of the run that saved it."
+            )
+        with torch.no_grad():
+            for name, parameter in self.prefix_encoder.named_parameters():
+                parameter.copy_(tensors[name])
+
+    # ---- the prompt ----------------------------------------------------------------------------
+    def prompt(self, batch: dict[str, Tensor], input_embeds: Tensor | None = None) -> Tensor | None:
+        if self.depth == "deep":
+            return None
         batch_size = batch["input_ids"].shape[0]
         return self.prompt_embeddings.unsqueeze(0).expand(batch_size, -1, -1)
 
+    def layer_prefixes(self, batch: dict[str, Tensor]) -> Tensor | None:
+        if self.depth != "deep":
+            return None
+        return self.prefix_encoder(batch["input_ids"].shape[0])
+
     def prompt_tensors(self) -> dict[str, Tensor]:
+        """input: {"prompt_embeddings": (n, d)}; deep: {"prefix_embeddings": (n, 2·N·H·h)} (or
+        (n, d) plus the "prefix_mlp.*" weights with prefix_projection)."""
+        if self.depth == "deep":
+            return {name: parameter.detach() for name, parameter in self.prefix_encoder.named_parameters()}
         return {"prompt_embeddings": self.prompt_embeddings.detach()}
 
     def load_prompt_tensors(self, tensors: dict[str, Tensor]) -> None:
+        if self.depth == "deep":
+            self._load_prefix_tensors(tensors)
+            return
         with torch.no_grad():
             self.prompt_embeddings.copy_(tensors["prompt_embeddings"])
