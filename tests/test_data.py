@@ -379,7 +379,10 @@ def test_datamodule_batches_are_right_padded(synthetic_split):
     assert datamodule.num_classes == 3 and datamodule.split is synthetic_split
     assert encoder.texts_encoded == 12 + 12 + 15
     batch = next(iter(datamodule.val_dataloader()))
-    assert set(batch) == {"input_ids", "attention_mask", "labels"}
+    assert set(batch) == {"input_ids", "attention_mask", "labels", "example_index"}
+    assert batch["example_index"].tolist() == [0, 1, 2, 3]  # positions in the dev split
+    shuffled = next(iter(datamodule.train_dataloader()))
+    assert [synthetic_split.train.labels[i] for i in shuffled["example_index"].tolist()] == shuffled["labels"].tolist()
     lengths = [len(text.split()) for text in synthetic_split.dev.texts[:4]]
     assert batch["input_ids"].shape == (4, max(lengths)) and batch["input_ids"].dtype == torch.long
     assert batch["attention_mask"].dtype == torch.long and batch["labels"].shape == (4,)

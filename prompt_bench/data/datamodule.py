@@ -24,7 +24,7 @@ SPLIT_NAMES = ("train", "dev", "test")
 
 
 class TokenizedDataset(Dataset):
-    """N (token ids, label) pairs; token ids are lists of ints of varying length."""
+    """N (token ids, label, index) triples; token ids are lists of ints of varying length."""
 
     def __init__(self, token_ids: list[list[int]], labels: Sequence[int]) -> None:
         self.token_ids = token_ids
@@ -33,30 +33,37 @@ class TokenizedDataset(Dataset):
     def __len__(self) -> int:
         return len(self.token_ids)
 
-    def __getitem__(self, index: int) -> tuple[list[int], int]:
-        return self.token_ids[index], self.labels[index]
+    def __getitem__(self, index: int) -> tuple[list[int], int, int]:
+        """(token ids, label, position in the split); the position lets cached per-example
+        artefacts (a teacher's logits) be looked up for a shuffled batch."""
+        return self.token_ids[index], self.labels[index], index
 
 
 @dataclass(frozen=True)
 class PadCollator:
     """Right-pads B sequences with `pad_token_id` to the longest (or to exactly `pad_to`, truncating).
 
-    Returns {"input_ids": (B, L) long, "attention_mask": (B, L) long, "labels": (B,) long}.
+    Items are (token ids, label) or (token ids, label, index). Returns {"input_ids": (B, L) long,
+    "attention_mask": (B, L) long, "labels": (B,) long}, plus "example_index": (B,) long for
+    indexed items.
     """
 
     pad_token_id: int
     pad_to: int | None = None
 
-    def __call__(self, items: list[tuple[list[int], int]]) -> dict[str, torch.Tensor]:
-        sequences = [token_ids if self.pad_to is None else token_ids[: self.pad_to] for token_ids, _ in items]
+    def __call__(self, items: list[tuple]) -> dict[str, torch.Tensor]:
+        sequences = [item[0] if self.pad_to is None else item[0][: self.pad_to] for item in items]
         length = self.pad_to if self.pad_to is not None else max(len(sequence) for sequence in sequences)
         input_ids = torch.full((len(items), length), self.pad_token_id, dtype=torch.long)
         attention_mask = torch.zeros((len(items), length), dtype=torch.long)
         for row, sequence in enumerate(sequences):
             input_ids[row, : len(sequence)] = torch.tensor(sequence, dtype=torch.long)
             attention_mask[row, : len(sequence)] = 1
-        labels = torch.tensor([label for _, label in items], dtype=torch.long)
-        return {"input_ids": input_ids, "attention_mask": attention_mask, "labels": labels}
+        labels = torch.tensor([item[1] for item in items], dtype=torch.long)
+        batch = {"input_ids": input_ids, "attention_mask": attention_mask, "labels": labels}
+        if len(items[0]) == 3:
+            batch["example_index"] = torch.tensor([item[2] for item in items], dtype=torch.long)
+        return batch
 
 
 class TextDataModule(pl.LightningDataModule):
