@@ -15,7 +15,7 @@ from prompt_bench.errors import ConfigError
 from prompt_bench.heads import HEADS, Head
 from prompt_bench.methods.base import MethodContext, PromptMethod
 from prompt_bench.module import PromptModule
-from prompt_bench.transfer import check_pair, source_prompt_file
+from prompt_bench.transfer import check_pair, source_prompt_file, teacher_logits_file
 
 
 @dataclass
@@ -74,6 +74,8 @@ def method_extras(cfg: DictConfig, method: PromptMethod) -> dict:
     check_pair(cfg)
     if getattr(method, "needs_source_prompt", False) and cfg.get("transfer"):
         extras["source_prompt"] = source_prompt_file(cfg)
+    if getattr(method, "needs_teacher", False) and cfg.get("transfer"):
+        extras["teacher_logits"] = teacher_logits_file(cfg)
     return extras
 
 

@@ -125,6 +125,15 @@ class PromptModule(pl.LightningModule):
         """val/acc_best and val/f1_best over the epochs validated so far (empty if none were)."""
         return {f"val/{name}_best": float(best.compute()) for name, best in self.val_best.items() if best.update_called}
 
+    @torch.no_grad()
+    def evaluate_logits(self, batches: Iterable[dict[str, Tensor]]) -> Tensor:
+        """(N, C) logits over `batches` in their order, in eval mode (a teacher's cached outputs)."""
+        was_training = self.training
+        self.eval()
+        logits = [self({k: v.to(self.device) for k, v in batch.items()}).float().cpu() for batch in batches]
+        self.train(was_training)
+        return torch.cat(logits)
+
     # ---- optimisation ---------------------------------------------------------------------
     def trainable_parameters(self) -> list[torch.nn.Parameter]:
         return [p for p in self.parameters() if p.requires_grad]

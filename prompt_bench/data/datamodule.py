@@ -138,6 +138,10 @@ class TextDataModule(pl.LightningDataModule):
     def test_dataloader(self) -> DataLoader:
         return self._dataloader("test", self.eval_batch_size, shuffle=False)
 
+    def ordered_dataloader(self, split_name: str) -> DataLoader:
+        """Any split ("train", "dev", "test") in split order, eval batch size (for cached outputs)."""
+        return self._dataloader(split_name, self.eval_batch_size, shuffle=False)
+
     def _examples(self, split_name: str) -> Examples:
         return getattr(self.split, split_name)
 
