@@ -12,6 +12,7 @@ from torch.nn import functional as F
 from prompt_bench.build import build_experiment
 from prompt_bench.methods.panda import distillation_loss
 from prompt_bench.run import run_experiment
+from prompt_bench.transfer import teacher_logits_file
 
 TINY = ("method=panda", "transfer=tweets_airline_to_cars", "backbone=tiny_bert", "trainer=debug", "logger=none")
 
@@ -30,10 +31,12 @@ def test_kd_losses_match_hand_computation():
 
 
 def test_student_starts_fresh_and_teacher_never_changes(make_config, cache_dir):
-    experiment = build_experiment(make_config(*TINY))
+    cfg = make_config(*TINY)
+    experiment = build_experiment(cfg)
     method = experiment.method
-    (teacher_file,) = (cache_dir / "artefacts" / "teacher_logits").glob("*/teacher_logits.safetensors")
-    (teacher_prompt,) = (cache_dir / "artefacts" / "teacher_logits").glob("*/prompt.safetensors")
+    teacher_file = teacher_logits_file(cfg)  # made by the build above; this only looks it up
+    assert teacher_file.parent.parent == cache_dir / "artefacts" / "teacher_logits"
+    teacher_prompt = teacher_file.parent / "prompt.safetensors"
     teacher_hashes = [hashlib.sha256(path.read_bytes()).hexdigest() for path in (teacher_file, teacher_prompt)]
     teacher_logits = method.teacher_logits.clone()
     assert teacher_logits.shape == (len(experiment.split.train), 3)

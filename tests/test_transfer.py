@@ -7,6 +7,7 @@ from safetensors.torch import load_file, save_file
 
 from prompt_bench.build import build_experiment
 from prompt_bench.run import run_experiment
+from prompt_bench.transfer import source_prompt_file
 from tests.conftest import CONF_DIR
 
 TINY = ("backbone=tiny_bert", "trainer=debug", "logger=none")
@@ -23,8 +24,10 @@ def test_every_pair_composes_with_distinct_source_and_target(make_config):
 
 
 def test_spot_target_prompt_starts_equal_to_the_source_prompt(make_config, cache_dir):
-    experiment = build_experiment(make_config("method=spot", "transfer=tweets_airline_to_cars", *TINY))
-    (source_file,) = (cache_dir / "artefacts" / "source_prompt").glob("*/prompt.safetensors")
+    cfg = make_config("method=spot", "transfer=tweets_airline_to_cars", *TINY)
+    experiment = build_experiment(cfg)
+    source_file = source_prompt_file(cfg)  # made by the build above; this only looks it up
+    assert source_file.parent.parent == cache_dir / "artefacts" / "source_prompt"
     source_prompt = load_file(str(source_file))["prompt_embeddings"]
     assert torch.equal(experiment.method.prompt_embeddings.detach(), source_prompt)
     assert experiment.split.task_name == "tweets_cars"
@@ -32,7 +35,7 @@ def test_spot_target_prompt_starts_equal_to_the_source_prompt(make_config, cache
     before = source_file.stat().st_mtime_ns
     build_experiment(make_config("method=spot", "transfer=tweets_airline_to_cars", *TINY))
     assert source_file.stat().st_mtime_ns == before
-    assert len(list((cache_dir / "artefacts" / "source_prompt").glob("*/prompt.safetensors"))) == 1
+    assert source_prompt_file(cfg) == source_file
 
 
 def test_spot_without_a_pair_says_so(make_config, tmp_path):
