@@ -109,16 +109,13 @@ class PromptModule(pl.LightningModule):
         self.log_dict(self.test_metrics.compute())
         self.test_metrics.reset()
 
-    @torch.no_grad()
     def evaluate(self, batches: Iterable[dict[str, Tensor]], use_prompt: bool = True) -> dict[str, float]:
         """Accuracy and macro-F1 over `batches` outside the trainer (used for zero-shot)."""
-        metrics = split_metrics(self.num_classes).to(self.device)
-        was_training = self.training
-        self.eval()
-        for batch in batches:
-            batch = {k: v.to(self.device) for k, v in batch.items()}
-            metrics.update(self(batch, use_prompt=use_prompt), batch["labels"])
-        self.train(was_training)
+        batches = list(batches)
+        logits = self.evaluate_logits(batches, use_prompt=use_prompt)
+        labels = torch.cat([batch["labels"] for batch in batches])
+        metrics = split_metrics(self.num_classes)
+        metrics.update(logits, labels)
         return {name: float(value) for name, value in metrics.compute().items()}
 
     def best_validation_scores(self) -> dict[str, float]:
@@ -126,11 +123,15 @@ class PromptModule(pl.LightningModule):
         return {f"val/{name}_best": float(best.compute()) for name, best in self.val_best.items() if best.update_called}
 
     @torch.no_grad()
-    def evaluate_logits(self, batches: Iterable[dict[str, Tensor]]) -> Tensor:
-        """(N, C) logits over `batches` in their order, in eval mode (a teacher's cached outputs)."""
+    def evaluate_logits(self, batches: Iterable[dict[str, Tensor]], use_prompt: bool = True) -> Tensor:
+        """(N, C) logits over `batches` in their order, in eval mode (zero-shot scores, a teacher's
+        cached outputs)."""
         was_training = self.training
         self.eval()
-        logits = [self({k: v.to(self.device) for k, v in batch.items()}).float().cpu() for batch in batches]
+        logits = [
+            self({k: v.to(self.device) for k, v in batch.items()}, use_prompt=use_prompt).float().cpu()
+            for batch in batches
+        ]
         self.train(was_training)
         return torch.cat(logits)
 

@@ -46,14 +46,14 @@ def fit_and_test(cfg: DictConfig, experiment: Experiment, run_dir: Path, run_key
     checkpoint = ModelCheckpoint(
         dirpath=run_dir / "checkpoints", filename="best", monitor=f"val/{metric}", mode="max", save_top_k=1
     )
-    callbacks = [checkpoint, TrainThroughput(), EpochLine()]
+    throughput = TrainThroughput()
+    callbacks = [checkpoint, throughput, EpochLine()]
     if cfg.checkpoint_every_epoch:
         # Lightning's save_last only rewrites last.ckpt when `best` improves; resuming needs every epoch.
         callbacks.append(
             ModelCheckpoint(dirpath=run_dir / "checkpoints", filename="last", monitor=None, save_top_k=1,
                             enable_version_counter=False)
         )
-    throughput = callbacks[1]
     trainer = instantiate(
         cfg.trainer,
         callbacks=callbacks,

@@ -32,10 +32,21 @@ def check_pair(cfg: DictConfig) -> None:
         )
 
 
+def derived_config(cfg: DictConfig, output_dir: Path) -> DictConfig:
+    """A resolved copy of `cfg` for a run another run depends on: no logger, no zero-shot pass,
+    writing into output_dir. Callers change what makes it a source or a teacher run."""
+    derived = OmegaConf.create(OmegaConf.to_container(cfg, resolve=True))
+    with open_dict(derived):
+        derived.logger = {}
+        derived.zero_shot = False
+        derived.paths.output_dir = str(output_dir)
+    return derived
+
+
 def source_config(cfg: DictConfig, output_dir: Path) -> DictConfig:
     """The run that trains the source prompt: same backbone, prompt settings, optimizer, trainer
     and seed as the target run, on the source task, with plain prompt tuning and no logger."""
-    source = OmegaConf.create(OmegaConf.to_container(cfg, resolve=True))
+    source = derived_config(cfg, output_dir)
     with open_dict(source):
         source.dataset = source.transfer.source
         source.transfer = None
@@ -44,9 +55,6 @@ def source_config(cfg: DictConfig, output_dir: Path) -> DictConfig:
         source.method.module.init = "vocab"
         source.method.module.pop("init_file", None)
         source.method.pop("teacher_lr", None)
-        source.logger = {}
-        source.zero_shot = False
-        source.paths.output_dir = str(output_dir)
     return source
 
 
@@ -60,38 +68,41 @@ def prompt_tuning_options(module: DictConfig, target: str) -> DictConfig:
 def teacher_config(cfg: DictConfig, output_dir: Path) -> DictConfig:
     """PANDA's teacher run: PoT (SPoT) on the target task with the student's prompt settings and
     the PoT learning rate (`method.teacher_lr`), no logger."""
-    teacher = OmegaConf.create(OmegaConf.to_container(cfg, resolve=True))
+    teacher = derived_config(cfg, output_dir)
     with open_dict(teacher):
         teacher.method.name = "spot"
         teacher.method.module = prompt_tuning_options(teacher.method.module, TEACHER_METHOD_TARGET)
         if teacher.method.get("teacher_lr") is not None:
             teacher.method.optimizer.lr = teacher.method.teacher_lr
         teacher.method.pop("teacher_lr", None)
-        teacher.logger = {}
-        teacher.zero_shot = False
-        teacher.paths.output_dir = str(output_dir)
     return teacher
+
+
+def train_dependency(config: DictConfig, workspace: Path):
+    """Train the run `config` describes inside an artefact's workspace; keep its record and
+    prompt file, drop its checkpoints (the artefact is the trained output, not the run)."""
+    from prompt_bench.build import build_experiment  # build imports this module
+    from prompt_bench.training import fit_and_test
+
+    experiment = build_experiment(config)
+    outcome = fit_and_test(config, experiment, workspace, run_key(resolved_config(config)))
+    write_json_atomic(workspace / RECORD_NAME, {"status": "ok", "metrics": outcome.metrics,
+                                                "split_hash": experiment.split.content_hash,
+                                                "config": resolved_config(config)})
+    shutil.rmtree(workspace / "checkpoints", ignore_errors=True)
+    return experiment
 
 
 def teacher_logits_file(cfg: DictConfig) -> Path:
     """The PoT teacher's (N, C) logits on the target training split, in split order, as an
     artefact: the teacher is trained once (in eval mode for the logits) and never updated."""
-    from prompt_bench.build import build_experiment
-    from prompt_bench.training import fit_and_test
-
     store = ArtefactStore(Path(cfg.paths.cache_dir) / "artefacts")
 
     def train_teacher(workspace: Path) -> None:
-        teacher = teacher_config(cfg, workspace)
         log.info("training the PoT teacher for transfer pair '%s'", cfg.transfer.name)
-        experiment = build_experiment(teacher)
-        outcome = fit_and_test(teacher, experiment, workspace, run_key(resolved_config(teacher)))
+        experiment = train_dependency(teacher_config(cfg, workspace), workspace)
         logits = experiment.module.evaluate_logits(experiment.datamodule.ordered_dataloader("train"))
         save_file({"logits": logits.contiguous()}, str(workspace / "teacher_logits.safetensors"))
-        write_json_atomic(workspace / RECORD_NAME, {"status": "ok", "metrics": outcome.metrics,
-                                                    "split_hash": experiment.split.content_hash,
-                                                    "config": resolved_config(teacher)})
-        shutil.rmtree(workspace / "checkpoints", ignore_errors=True)
 
     spec = {"teacher_run_key": run_key(resolved_config(teacher_config(cfg, Path(".")))), "split": "train"}
     return store.get_or_make("teacher_logits", spec, train_teacher) / "teacher_logits.safetensors"
@@ -104,20 +115,11 @@ def source_prompt_spec(source: DictConfig) -> dict:
 
 def source_prompt_file(cfg: DictConfig) -> Path:
     """The source task's trained prompt.safetensors, training it first if no run has yet."""
-    from prompt_bench.build import build_experiment  # build imports this module
-    from prompt_bench.training import fit_and_test
-
-    probe = source_config(cfg, Path("."))
     store = ArtefactStore(Path(cfg.paths.cache_dir) / "artefacts")
 
-    def train(workspace: Path) -> None:
-        source = source_config(cfg, workspace)
-        log.info("training the source prompt on '%s' for transfer pair '%s'", source.dataset.name, cfg.transfer.name)
-        experiment = build_experiment(source)
-        outcome = fit_and_test(source, experiment, workspace, run_key(resolved_config(source)))
-        write_json_atomic(workspace / RECORD_NAME, {"status": "ok", "metrics": outcome.metrics,
-                                                    "config": resolved_config(source)})
-        shutil.rmtree(workspace / "checkpoints", ignore_errors=True)  # the prompt file is the artefact
+    def train_source(workspace: Path) -> None:
+        log.info("training the source prompt on '%s' for transfer pair '%s'", cfg.transfer.source.name, cfg.transfer.name)
+        train_dependency(source_config(cfg, workspace), workspace)
 
-    directory = store.get_or_make("source_prompt", source_prompt_spec(probe), train)
+    directory = store.get_or_make("source_prompt", source_prompt_spec(source_config(cfg, Path("."))), train_source)
     return directory / PROMPT_FILE
