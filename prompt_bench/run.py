@@ -19,6 +19,7 @@ import hydra
 from hydra.core.hydra_config import HydraConfig
 from hydra.errors import InstantiationException
 from hydra.types import RunMode
+from hydra.utils import get_class
 from omegaconf import DictConfig, open_dict
 
 from prompt_bench.build import build_experiment
@@ -100,6 +101,20 @@ def run_experiment(cfg: DictConfig) -> dict[str, Any]:
     return record
 
 
+def drop_unused_transfer(cfg: DictConfig) -> None:
+    """A method that transfers nothing (prompt_tuning, fine_tuning, ...) with transfer=<pair> is the
+    target-only baseline: the pair is dropped, so every pair with that target shares one run key
+    (a transfer-matrix sweep trains each baseline once and skips the repeats)."""
+    if not cfg.get("transfer"):
+        return
+    method_class = get_class(cfg.method.module._target_)
+    if getattr(method_class, "needs_source_prompt", False) or getattr(method_class, "needs_teacher", False):
+        return
+    log.info("method '%s' transfers nothing: running it on the target '%s' alone", cfg.method.name, cfg.dataset.name)
+    with open_dict(cfg):
+        cfg.transfer = None
+
+
 def sweep_dir_of(run_dir: Path) -> Path:
     """Where sibling runs live: Hydra's sweep dir in a multirun, else the run dir itself."""
     if is_multirun():
@@ -125,6 +140,7 @@ def main(cfg: DictConfig) -> float | None:
     if is_multirun():  # one name for every job of the sweep (a `now` default differs per job)
         with open_dict(cfg):
             cfg.sweep_name = Path(HydraConfig.get().sweep.dir).name
+    drop_unused_transfer(cfg)
     record = run_experiment(cfg)
     if record["status"] != "ok":
         if is_multirun():
