@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import inspect
 import math
+import re
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -126,6 +127,22 @@ class BackboneAdapter(nn.Module):
     def _prefix_obstacle(self) -> str | None:
         """Why this model, in a family that takes prefixes, cannot take them (its layout), or None."""
         return None
+
+    ffn_down_projection: str = ""
+    """Regex (searched in module names) of each layer's FFN output projection, whose input is the
+    layer's FFN activations (the `intermediate` outputs of BERT-style encoders)."""
+
+    def ffn_down_projections(self) -> list[nn.Module]:
+        """Every layer's FFN output projection, in layer order (hook their inputs to read the
+        FFN activations, as PANDA's stimulation similarity does)."""
+        pattern = re.compile(self.ffn_down_projection)
+        modules = [module for name, module in self.model.named_modules() if self.ffn_down_projection and pattern.search(name)]
+        if not modules:
+            raise ConfigError(
+                f"backbone '{self.name}' ({type(self.model).__name__}) has no module matching the {self.family} "
+                f"FFN pattern '{self.ffn_down_projection}'; activation-based transferability needs one per layer."
+            )
+        return modules
 
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.model.parameters())
@@ -266,6 +283,7 @@ class EncoderAdapter(BackboneAdapter):
     """BERT / RoBERTa / MPNet / MiniLM. The verbalizer reads the MLM head at the [MASK] token."""
 
     family = "encoder"
+    ffn_down_projection = r"encoder\.layer\.\d+\.output\.dense$"  # BERT, RoBERTa, MPNet (not attention.output)
     takes_layer_prefixes = True
 
     def body(self, inputs_embeds: Tensor, attention_mask: Tensor) -> Tensor:
@@ -336,6 +354,7 @@ class Seq2SeqAdapter(BackboneAdapter):
     """T5-style encoder-decoder: prompts enter the encoder; label words are decoded."""
 
     family = "seq2seq"
+    ffn_down_projection = r"encoder\.block\.\d+\.layer\.1\.\w+\.wo$"  # T5 encoder FFN (ReLU or gated)
     takes_layer_prefixes = True
 
     def body(self, inputs_embeds: Tensor, attention_mask: Tensor) -> Tensor:
@@ -399,6 +418,7 @@ class CausalAdapter(BackboneAdapter):
     """GPT-2 / OPT / Llama-style decoder: the verbalizer reads the next token after the input."""
 
     family = "causal"
+    ffn_down_projection = r"\.h\.\d+\.mlp\.c_proj$"  # GPT-2
     takes_layer_prefixes = True
 
     def body(self, inputs_embeds: Tensor, attention_mask: Tensor) -> Tensor:

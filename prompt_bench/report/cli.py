@@ -19,6 +19,7 @@ from rich.table import Table
 from prompt_bench.report.load import iter_records, load_records
 from prompt_bench.report.output import print_table, write_report
 from prompt_bench.report.tables import DEFAULT_GROUP_BY
+from prompt_bench.report.transfer import has_transfer_runs
 
 STATUSES = ("ok", "failed", "running")
 PIPE_WIDTH = 200  # rich's 80 columns squeeze a wide table when the output is a file or a pipe
@@ -98,9 +99,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             "running runs (e.g. outputs/sweeps/<date>), or check the path."
         )
         return 1
+    group_by = split_names(args.group_by)
+    if args.group_by == parse_args([str(args.dir)]).group_by and has_transfer_runs(frame):
+        group_by.append("transfer")  # spot/panda rows of one target differ by their pair
     try:
         report = write_report(
-            frame, args.out or args.dir, split_names(args.group_by), args.metric, split_names(args.columns),
+            frame, args.out or args.dir, group_by, args.metric, split_names(args.columns),
             source=str(args.dir),
         )
     except ValueError as error:

@@ -24,6 +24,7 @@ SHORT_NAMES = {
     "head": "config.head.name",
     "seed": "config.seed",
     "sweep": "config.sweep_name",
+    "transfer": "config.transfer.name",
 }
 SEED_COLUMN = SHORT_NAMES["seed"]
 # Class counts of packaged tasks whose config does not state them.

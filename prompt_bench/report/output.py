@@ -12,6 +12,7 @@ from rich.table import Table
 
 from prompt_bench.report.load import SEED_COLUMN
 from prompt_bench.report.plots import plot_heatmap, plot_scaling
+from prompt_bench.report.transfer import has_transfer_runs, write_transfer_view
 from prompt_bench.report.tables import COLLAPSE_MARGIN, DEFAULT_GROUP_BY, display_table, seed_text, summarize
 
 FLAG_COLUMNS = ("missing", "failed", "running", "collapsed")
@@ -88,7 +89,8 @@ def write_report(
     columns: Sequence[str] = (),
     source: str = "records",
 ) -> Report:
-    """Summarize `frame` and write report.{md,csv,tex}, scaling.png (≥ 2 backbone sizes), heatmap.png."""
+    """Summarize `frame` and write report.{md,csv,tex}, scaling.png (≥ 2 backbone sizes), heatmap.png,
+    and, when there are transfer runs, the transfer view (transfer.md, gain heatmaps, correlations)."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     summary = summarize(frame, group_by, metric, columns)
@@ -107,4 +109,6 @@ def write_report(
         written = plot(frame, out_dir / f"{name}.png", metric)
         if written is not None:
             report.files[name] = written
+    if has_transfer_runs(frame):
+        report.files.update(write_transfer_view(frame, out_dir, metric, Path(source)))
     return report

@@ -102,3 +102,35 @@ def _text_colour(value: float, low: float, high: float) -> str:
     """Dark text on the bright end of viridis, white on the dark end."""
     middle = (low + high) / 2
     return "black" if value > middle or high == low else "white"
+
+
+def matrix_heatmap(matrix: pd.DataFrame, title: str, path: Path, value_format: str = ".2f", diverging: bool = False) -> Path:
+    """One labelled matrix (rows x columns, e.g. source x target) with its values in the cells.
+
+    diverging=True centres a red-blue map on 0 (gains); else viridis over the value range.
+    """
+    values = matrix.to_numpy(dtype=float)
+    figure, (axis,) = _panel_grid(1, (1.2 * len(matrix.columns) + 3.0, 0.6 * len(matrix.index) + 2.0))
+    finite = values[np.isfinite(values)]
+    if diverging:
+        bound = float(np.abs(finite).max()) if finite.size and np.abs(finite).max() > 0 else 1.0
+        low, high, cmap = -bound, bound, "RdBu"
+    else:
+        low, high = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 1.0)
+        cmap = "viridis"
+    image = axis.imshow(np.ma.masked_invalid(values), cmap=cmap, vmin=low, vmax=high, aspect="auto")
+    for (row, col), value in np.ndenumerate(values):
+        if np.isnan(value):
+            text, colour = "n/a", "grey"
+        else:
+            text = format(value, value_format)
+            colour = "black" if diverging and abs(value) < 0.6 * high else _text_colour(value, low, high) if not diverging else "white"
+        axis.text(col, row, text, ha="center", va="center", color=colour, fontsize="small")
+    axis.set_xticks(range(len(matrix.columns)), [str(c) for c in matrix.columns], rotation=30, ha="right", fontsize="small")
+    axis.set_yticks(range(len(matrix.index)), [str(r) for r in matrix.index], fontsize="small")
+    axis.set_xlabel(str(matrix.columns.name or "target"))
+    axis.set_ylabel(str(matrix.index.name or "source"))
+    axis.set_title(title)
+    figure.colorbar(image, ax=axis, shrink=0.8)
+    figure.savefig(path, dpi=120)
+    return path

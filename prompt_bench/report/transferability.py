@@ -1,0 +1,201 @@
+"""`prompt-bench-transferability DIR`: the four transferability metrics for every pair of tasks whose
+trained prompts a sweep holds, as `transferability.csv` (long) plus one matrix per metric.
+
+    prompt-bench-transferability outputs/sweeps/transfer_matrix --max-inputs 64
+
+A task's prompt is its target-only prompt-tuning run (`method=prompt_tuning`, no pair) or, for a
+task that is only ever a source, the source-prompt artefact a transfer run in DIR used. Prompts are
+compared within one (backbone, depth, seed); the stimulation metrics read the target's training
+inputs (at most --max-inputs). See `prompt_bench.transferability` for the formulas.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import torch
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf, open_dict
+from rich.console import Console
+
+from prompt_bench.backbones import BackboneAdapter
+from prompt_bench.build import build_head
+from prompt_bench.data import make_split
+from prompt_bench.data.datamodule import PadCollator
+from prompt_bench.methods.base import MethodContext
+from prompt_bench.methods.prompt_tuning import PromptTuning
+from prompt_bench.records import read_record
+from prompt_bench.report.load import iter_records
+from prompt_bench.report.plots import matrix_heatmap
+from prompt_bench.transfer import PROMPT_FILE, prompt_tuning_options, source_config, source_prompt_spec
+from prompt_bench.artefacts import ArtefactStore
+from prompt_bench.transferability import METRICS, pair_metrics, prompt_vectors, stimulation
+
+log = logging.getLogger("prompt_bench.report")
+CSV_NAME = "transferability.csv"
+PROMPT_TUNING_TARGET = "prompt_bench.methods.prompt_tuning.PromptTuning"
+
+
+@dataclass(frozen=True)
+class TaskPrompt:
+    """One task's trained prompt and the config of the run that trained it."""
+
+    task: str
+    backbone: str
+    depth: str
+    seed: int
+    prompt_file: Path
+    config: dict[str, Any]
+
+    @property
+    def group(self) -> tuple[str, str, int]:
+        return self.backbone, self.depth, self.seed
+
+
+def task_prompt(config: dict[str, Any], prompt_file: Path) -> TaskPrompt:
+    return TaskPrompt(
+        task=config["dataset"]["name"],
+        backbone=config["backbone"]["name"],
+        depth=config["method"]["module"].get("depth", "input"),
+        seed=int(config["seed"]),
+        prompt_file=prompt_file,
+        config=config,
+    )
+
+
+def find_task_prompts(root: Path) -> list[TaskPrompt]:
+    """Target-only prompt-tuning runs under root first, then the source prompts its transfer runs
+    used; one prompt per (task, backbone, depth, seed)."""
+    found: dict[tuple, TaskPrompt] = {}
+
+    def add(prompt: TaskPrompt) -> None:
+        found.setdefault((prompt.task, *prompt.group), prompt)
+
+    transfer_configs = []
+    for path, record in iter_records(root):
+        config = record.get("config") or {}
+        if record.get("status") != "ok" or not config.get("method"):
+            continue
+        if config.get("transfer"):
+            transfer_configs.append(config)
+        elif config["method"].get("name") == "prompt_tuning" and (path.parent / PROMPT_FILE).exists():
+            add(task_prompt(config, path.parent / PROMPT_FILE))
+    for config in transfer_configs:
+        source = source_config(OmegaConf.create(config), Path("."))
+        store = ArtefactStore(Path(config["paths"]["cache_dir"]) / "artefacts")
+        directory = store.directory("source_prompt", source_prompt_spec(source))
+        record = read_record(directory)
+        if record and (directory / PROMPT_FILE).exists():
+            add(task_prompt(record["config"], directory / PROMPT_FILE))
+    return sorted(found.values(), key=lambda prompt: (prompt.group, prompt.task))
+
+
+def load_prompt(prompt: TaskPrompt, adapter: BackboneAdapter, label_names: tuple[str, ...]) -> PromptTuning:
+    """The saved prompt as a PromptTuning module on `adapter` (eval use only)."""
+    module = prompt_tuning_options(OmegaConf.create(prompt.config["method"]["module"]), PROMPT_TUNING_TARGET)
+    with open_dict(module):
+        module.init, module.init_file = "file", str(prompt.prompt_file)
+    method = instantiate(module)
+    method.prepare(MethodContext(adapter=adapter, label_names=label_names, cache_dir=""))
+    return method
+
+
+def input_batches(prompt: TaskPrompt, adapter: BackboneAdapter, max_inputs: int, batch_size: int = 32) -> list[dict]:
+    """The first max_inputs training inputs of `prompt`'s task, encoded as its runs encode them."""
+    cfg = OmegaConf.create(prompt.config)
+    split = make_split(instantiate(cfg.dataset.task), cfg.dataset.k_shot, cfg.dataset.split_seed, cfg.dataset.get("max_test_examples"))
+    head = build_head(cfg.head, adapter, split.label_names, PromptTuning(), "prompt_tuning")
+    texts = split.train.texts[:max_inputs]
+    token_ids = adapter.encode_texts(texts, cfg.dataset.max_length, add_mask=head.needs_mask_token(adapter))
+    collate = PadCollator(adapter.tokenizer.pad_token_id)
+    items = [(ids, 0) for ids in token_ids]
+    return [collate(items[start : start + batch_size]) for start in range(0, len(items), batch_size)]
+
+
+def group_rows(prompts: list[TaskPrompt], max_inputs: int) -> list[dict[str, Any]]:
+    """Metric rows for every ordered (source, target) pair of one (backbone, depth, seed) group."""
+    adapter = instantiate(OmegaConf.create(prompts[0].config["backbone"]))
+    methods = {prompt.task: load_prompt(prompt, adapter, ()) for prompt in prompts}
+    vectors = {task: prompt_vectors(method) for task, method in methods.items()}
+    rows = []
+    for target in prompts:
+        batches = input_batches(target, adapter, max_inputs)
+        stimulations = {task: stimulation(adapter, method, batches) for task, method in methods.items()}
+        for source in prompts:
+            metrics = pair_metrics(vectors[source.task], vectors[target.task], stimulations[source.task], stimulations[target.task])
+            for metric, value in metrics.items():
+                rows.append({"backbone": target.backbone, "depth": target.depth, "seed": target.seed,
+                             "source": source.task, "target": target.task, "metric": metric, "value": value})
+    return rows
+
+
+def transferability_frame(root: Path, max_inputs: int = 64) -> pd.DataFrame:
+    """Long frame (backbone, depth, seed, source, target, metric, value) over every group with two
+    or more tasks; empty when there is none."""
+    prompts = find_task_prompts(root)
+    groups: dict[tuple, list[TaskPrompt]] = {}
+    for prompt in prompts:
+        groups.setdefault(prompt.group, []).append(prompt)
+    rows = []
+    for group, members in groups.items():
+        if len(members) < 2:
+            log.info("skipping %s: only %s has a prompt", group, members[0].task)
+            continue
+        torch.manual_seed(0)
+        rows.extend(group_rows(members, max_inputs))
+    return pd.DataFrame(rows, columns=["backbone", "depth", "seed", "source", "target", "metric", "value"])
+
+
+def metric_matrices(frame: pd.DataFrame) -> dict[tuple[str, str, str], pd.DataFrame]:
+    """(backbone, depth, metric) -> source x target matrix, averaged over seeds."""
+    matrices = {}
+    for (backbone, depth, metric), part in frame.groupby(["backbone", "depth", "metric"], sort=True):
+        matrices[(backbone, depth, metric)] = part.pivot_table(index="source", columns="target", values="value", aggfunc="mean")
+    return matrices
+
+
+def write_transferability(frame: pd.DataFrame, out_dir: Path) -> list[Path]:
+    """transferability.csv, transferability.md (one matrix per metric) and a heatmap PNG per matrix."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    frame.to_csv(out_dir / CSV_NAME, index=False)
+    written = [out_dir / CSV_NAME]
+    sections = ["# Transferability (source rows x target columns, mean over seeds)\n"]
+    for (backbone, depth, metric), matrix in metric_matrices(frame).items():
+        title = f"{metric} · {backbone} · {depth} prompts"
+        sections.append(f"## {title}\n\n{matrix.round(3).to_markdown()}\n")
+        png = out_dir / f"transferability_{metric}_{backbone}_{depth}.png"
+        matrix_heatmap(matrix, title, png, value_format=".2f")
+        written.append(png)
+    (out_dir / "transferability.md").write_text("\n".join(sections))
+    return [*written, out_dir / "transferability.md"]
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Console script `prompt-bench-transferability`; exit 1 when DIR holds no comparable prompts."""
+    parser = argparse.ArgumentParser(prog="prompt-bench-transferability", description=__doc__.split("\n\n")[0])
+    parser.add_argument("dir", type=Path, help="a sweep directory (e.g. outputs/sweeps/transfer_matrix)")
+    parser.add_argument("--out", type=Path, default=None, help="where to write (default: DIR)")
+    parser.add_argument("--max-inputs", type=int, default=64, help="target inputs the stimulation metrics read")
+    args = parser.parse_args(argv)
+    console = Console(width=None if sys.stdout.isatty() else 200)
+    if not args.dir.is_dir():
+        console.print(f"[red]error:[/red] {args.dir} is not a directory; pass a sweep directory.")
+        return 1
+    frame = transferability_frame(args.dir, args.max_inputs)
+    if frame.empty:
+        console.print(
+            f"[red]error:[/red] no two tasks under {args.dir} have prompts for the same backbone, depth and seed; "
+            "run experiment=transfer_matrix (target-only prompt_tuning runs and transfer runs) first."
+        )
+        return 1
+    for path in write_transferability(frame, args.out or args.dir):
+        console.print(f"wrote {path}")
+    console.print((args.out or args.dir) / "transferability.md", markup=False)
+    return 0
