@@ -15,7 +15,7 @@ from prompt_bench.errors import ConfigError
 from prompt_bench.heads import HEADS, Head
 from prompt_bench.methods.base import MethodContext, PromptMethod
 from prompt_bench.module import PromptModule
-from prompt_bench.transfer import check_pair, source_prompt_file, teacher_logits_file
+from prompt_bench.transfer import check_pair, pair_transferability, source_prompt_file, teacher_logits_file
 
 
 @dataclass
@@ -42,7 +42,7 @@ def build_experiment(cfg: DictConfig) -> Experiment:
             adapter=adapter,
             label_names=split.label_names,
             cache_dir=cfg.paths.cache_dir,
-            extras=method_extras(cfg, method),
+            extras=method_extras(cfg, method, adapter),
         )
     )
     module = PromptModule(
@@ -68,14 +68,17 @@ def build_experiment(cfg: DictConfig) -> Experiment:
     return Experiment(adapter=adapter, split=split, method=method, head=head, module=module, datamodule=datamodule)
 
 
-def method_extras(cfg: DictConfig, method: PromptMethod) -> dict:
-    """Artefacts a method asks for by name (a transfer method's source prompt)."""
+def method_extras(cfg: DictConfig, method: PromptMethod, adapter: BackboneAdapter) -> dict:
+    """Artefacts a method asks for by name (a transfer method's source prompt, PANDA's teacher
+    logits, and with adaptive KD the pair's transferability)."""
     extras = {}
     check_pair(cfg)
     if getattr(method, "needs_source_prompt", False) and cfg.get("transfer"):
         extras["source_prompt"] = source_prompt_file(cfg)
     if getattr(method, "needs_teacher", False) and cfg.get("transfer"):
         extras["teacher_logits"] = teacher_logits_file(cfg)
+    if getattr(method, "adaptive_kd", False) and cfg.get("transfer"):
+        extras["transferability"] = pair_transferability(cfg, adapter)
     return extras
 
 

@@ -73,6 +73,7 @@ def run_experiment(cfg: DictConfig) -> dict[str, Any]:
     try:
         experiment = build_experiment(cfg)
         record["split_hash"] = experiment.split.content_hash
+        record["method_info"] = experiment.method.record_info()
         outcome = fit_and_test(cfg, experiment, run_dir, key)
         record["metrics"] = outcome.metrics
         record["efficiency"] = {

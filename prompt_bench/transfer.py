@@ -123,3 +123,23 @@ def source_prompt_file(cfg: DictConfig) -> Path:
 
     directory = store.get_or_make("source_prompt", source_prompt_spec(source_config(cfg, Path("."))), train_source)
     return directory / PROMPT_FILE
+
+
+def target_prompt_file(cfg: DictConfig) -> Path:
+    """The target task's own prompt: plain prompt tuning on the target with the run's prompt
+    settings and seed, stored like a source prompt (trained once, shared by every pair)."""
+    as_source = OmegaConf.create(OmegaConf.to_container(cfg, resolve=True))
+    with open_dict(as_source):
+        as_source.transfer.source = as_source.dataset
+    return source_prompt_file(as_source)
+
+
+def pair_transferability(cfg: DictConfig, adapter, max_inputs: int = 64) -> float:
+    """PANDA's model stimulation similarity between the pair's source prompt and the target's own
+    prompt, on the target's training inputs (`prompt_bench.transferability`)."""
+    from prompt_bench.transferability import input_batches, load_prompt, stimulation, stimulation_similarity
+
+    batches = input_batches(cfg, adapter, max_inputs)
+    source = load_prompt(cfg.method.module, source_prompt_file(cfg), adapter)
+    target = load_prompt(cfg.method.module, target_prompt_file(cfg), adapter)
+    return stimulation_similarity(stimulation(adapter, source, batches), stimulation(adapter, target, batches))

@@ -27,10 +27,45 @@ import torch
 from torch import Tensor
 from torch.nn import functional as F
 
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf, open_dict
+
 from prompt_bench.backbones import BackboneAdapter
+from prompt_bench.data import make_split
+from prompt_bench.data.datamodule import PadCollator
+from prompt_bench.methods.base import MethodContext
 from prompt_bench.methods.prompt_tuning import PromptTuning
 
 METRICS = ("e_avg", "token_avg", "mss", "neuron_overlap")
+PROMPT_TUNING_TARGET = "prompt_bench.methods.prompt_tuning.PromptTuning"
+
+
+def load_prompt(module_cfg: dict | DictConfig, prompt_file, adapter: BackboneAdapter) -> PromptTuning:
+    """A saved prompt.safetensors as a PromptTuning module on `adapter`, with the prompt settings
+    (depth, n_tokens, ...) of the run that saved it (`module_cfg`, its method.module)."""
+    from prompt_bench.transfer import prompt_tuning_options  # transfer imports this module
+
+    if isinstance(module_cfg, DictConfig):  # a node of a larger config: resolve its ${seed}-style links first
+        module_cfg = OmegaConf.to_container(module_cfg, resolve=True)
+    module = prompt_tuning_options(OmegaConf.create(module_cfg), PROMPT_TUNING_TARGET)
+    with open_dict(module):
+        module.init, module.init_file = "file", str(prompt_file)
+    method = instantiate(module)
+    method.prepare(MethodContext(adapter=adapter, label_names=(), cache_dir=""))
+    return method
+
+
+def input_batches(cfg: DictConfig, adapter: BackboneAdapter, max_inputs: int, batch_size: int = 32) -> list[dict]:
+    """The first max_inputs training inputs of cfg's dataset, encoded as its runs encode them."""
+    from prompt_bench.build import build_head  # build imports transfer, which imports this module
+
+    dataset = cfg.dataset
+    split = make_split(instantiate(dataset.task), dataset.k_shot, dataset.split_seed, dataset.get("max_test_examples"))
+    head = build_head(cfg.head, adapter, split.label_names, PromptTuning(), "prompt_tuning")
+    token_ids = adapter.encode_texts(split.train.texts[:max_inputs], dataset.max_length, add_mask=head.needs_mask_token(adapter))
+    items = [(ids, 0) for ids in token_ids]
+    collate = PadCollator(adapter.tokenizer.pad_token_id)
+    return [collate(items[start : start + batch_size]) for start in range(0, len(items), batch_size)]
 
 
 def prompt_vectors(method: PromptTuning) -> Tensor:

@@ -74,3 +74,24 @@ def test_panda_without_a_pair_names_the_missing_teacher(make_config):
     record = run_experiment(make_config("method=panda", "dataset=synthetic", "backbone=tiny_bert", "trainer=debug",
                                         "logger=none"))
     assert record["status"] == "failed" and "PoT teacher" in record["error"]
+
+
+def test_adaptive_kd_scales_the_weight_by_the_pairs_stimulation_similarity(make_config):
+    from prompt_bench.transfer import source_prompt_file, target_prompt_file
+    from prompt_bench.transferability import input_batches, load_prompt, stimulation, stimulation_similarity
+
+    cfg = make_config(*TINY, "method.module.adaptive_kd=true", "method.module.beta=0.5")
+    experiment = build_experiment(cfg)
+    method, adapter = experiment.method, experiment.adapter
+    assert source_prompt_file(cfg) != target_prompt_file(cfg)  # airline's prompt vs cars' own prompt
+    batches = input_batches(cfg, adapter, 64)
+    by_hand = stimulation_similarity(
+        stimulation(adapter, load_prompt(cfg.method.module, source_prompt_file(cfg), adapter), batches),
+        stimulation(adapter, load_prompt(cfg.method.module, target_prompt_file(cfg), adapter), batches),
+    )
+    assert 0.0 < by_hand < 1.0
+    assert method.transferability == pytest.approx(by_hand, abs=1e-6)
+    assert method.kd_weight == pytest.approx(0.1 * 0.5 * by_hand, abs=1e-7)
+    assert method.record_info() == {"kd_weight": method.kd_weight, "transferability_mss": method.transferability}
+    fixed = build_experiment(make_config(*TINY, "method.module.beta=0.5")).method
+    assert fixed.kd_weight == pytest.approx(0.05) and fixed.record_info()["transferability_mss"] is None

@@ -56,6 +56,10 @@ class PromptMethod(nn.Module):
         """
         return None
 
+    def record_info(self) -> dict[str, Any]:
+        """Values decided while preparing (e.g. an adaptive KD weight) for the run's record."""
+        return {}
+
     def extra_loss(self, batch: dict[str, Tensor], logits: Tensor) -> dict[str, Tensor]:
         """Named loss terms added to the cross-entropy (commitment, KD, ...)."""
         return {}

@@ -10,6 +10,12 @@ the official code) trained with
 KD is the official logit MSE, `F.mse_loss` (mean over elements) divided once more by the batch
 size B (`mse_batch_average=true`, faithful; false drops the extra 1/B), or the temperature-scaled
 KL `T² · KL(softmax(z_t/T) || softmax(z_s/T))` (batch mean) with `kd_loss=kl`.
+
+adaptive_kd=true scales the weight by the pair's transferability, as the paper proposes (the
+official code only exposes the fixed beta): w = 0.1 · beta · max(MSS(s, t), 0), where MSS is the
+model stimulation similarity between the source prompt and the target's own prompt (prompt tuning
+on the target with the same settings, a shared artefact) on the target's training inputs. A pair
+whose prompts stimulate the backbone alike keeps the full weight; an unrelated one distils less.
 """
 
 from __future__ import annotations
@@ -56,14 +62,11 @@ class PANDA(PromptTuning):
         super().__init__(**prompt_tuning_options)
         if kd_loss not in KD_LOSSES:
             raise ConfigError(f"method.module.kd_loss '{kd_loss}' is not one of {', '.join(KD_LOSSES)}.")
-        if adaptive_kd:
-            raise ConfigError(
-                "method.module.adaptive_kd=true sets the KD weight from the pair's transferability score, "
-                "which is not implemented yet; use a fixed method.module.beta."
-            )
         if temperature <= 0:
             raise ConfigError(f"method.module.temperature must be > 0, got {temperature}.")
         self.kd_weight = 0.1 * beta
+        self.adaptive_kd = adaptive_kd
+        self.transferability: float | None = None
         self.kd_kind = kd_loss
         self.temperature = temperature
         self.mse_batch_average = mse_batch_average
@@ -76,7 +79,13 @@ class PANDA(PromptTuning):
                 "choose a pair with transfer=<source>_to_<target>."
             )
         super().prepare(context)  # the student starts fresh, never from the source prompt
+        if self.adaptive_kd:
+            self.transferability = float(context.extras["transferability"])
+            self.kd_weight *= max(self.transferability, 0.0)
         self.register_buffer("teacher_logits", load_file(str(teacher_file))["logits"].float(), persistent=False)
+
+    def record_info(self) -> dict[str, float | None]:
+        return {"kd_weight": self.kd_weight, "transferability_mss": self.transferability}
 
     def extra_loss(self, batch: dict[str, Tensor], logits: Tensor) -> dict[str, Tensor]:
         if "example_index" not in batch:

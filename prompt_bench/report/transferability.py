@@ -22,25 +22,18 @@ from typing import Any
 import pandas as pd
 import torch
 from hydra.utils import instantiate
-from omegaconf import DictConfig, OmegaConf, open_dict
+from omegaconf import OmegaConf
 from rich.console import Console
 
-from prompt_bench.backbones import BackboneAdapter
-from prompt_bench.build import build_head
-from prompt_bench.data import make_split
-from prompt_bench.data.datamodule import PadCollator
-from prompt_bench.methods.base import MethodContext
-from prompt_bench.methods.prompt_tuning import PromptTuning
+from prompt_bench.artefacts import ArtefactStore
 from prompt_bench.records import read_record
 from prompt_bench.report.load import iter_records
 from prompt_bench.report.plots import matrix_heatmap
-from prompt_bench.transfer import PROMPT_FILE, prompt_tuning_options, source_config, source_prompt_spec
-from prompt_bench.artefacts import ArtefactStore
-from prompt_bench.transferability import METRICS, pair_metrics, prompt_vectors, stimulation
+from prompt_bench.transfer import PROMPT_FILE, source_config, source_prompt_spec
+from prompt_bench.transferability import input_batches, load_prompt, pair_metrics, prompt_vectors, stimulation
 
 log = logging.getLogger("prompt_bench.report")
 CSV_NAME = "transferability.csv"
-PROMPT_TUNING_TARGET = "prompt_bench.methods.prompt_tuning.PromptTuning"
 
 
 @dataclass(frozen=True)
@@ -97,36 +90,14 @@ def find_task_prompts(root: Path) -> list[TaskPrompt]:
     return sorted(found.values(), key=lambda prompt: (prompt.group, prompt.task))
 
 
-def load_prompt(prompt: TaskPrompt, adapter: BackboneAdapter, label_names: tuple[str, ...]) -> PromptTuning:
-    """The saved prompt as a PromptTuning module on `adapter` (eval use only)."""
-    module = prompt_tuning_options(OmegaConf.create(prompt.config["method"]["module"]), PROMPT_TUNING_TARGET)
-    with open_dict(module):
-        module.init, module.init_file = "file", str(prompt.prompt_file)
-    method = instantiate(module)
-    method.prepare(MethodContext(adapter=adapter, label_names=label_names, cache_dir=""))
-    return method
-
-
-def input_batches(prompt: TaskPrompt, adapter: BackboneAdapter, max_inputs: int, batch_size: int = 32) -> list[dict]:
-    """The first max_inputs training inputs of `prompt`'s task, encoded as its runs encode them."""
-    cfg = OmegaConf.create(prompt.config)
-    split = make_split(instantiate(cfg.dataset.task), cfg.dataset.k_shot, cfg.dataset.split_seed, cfg.dataset.get("max_test_examples"))
-    head = build_head(cfg.head, adapter, split.label_names, PromptTuning(), "prompt_tuning")
-    texts = split.train.texts[:max_inputs]
-    token_ids = adapter.encode_texts(texts, cfg.dataset.max_length, add_mask=head.needs_mask_token(adapter))
-    collate = PadCollator(adapter.tokenizer.pad_token_id)
-    items = [(ids, 0) for ids in token_ids]
-    return [collate(items[start : start + batch_size]) for start in range(0, len(items), batch_size)]
-
-
 def group_rows(prompts: list[TaskPrompt], max_inputs: int) -> list[dict[str, Any]]:
     """Metric rows for every ordered (source, target) pair of one (backbone, depth, seed) group."""
     adapter = instantiate(OmegaConf.create(prompts[0].config["backbone"]))
-    methods = {prompt.task: load_prompt(prompt, adapter, ()) for prompt in prompts}
+    methods = {prompt.task: load_prompt(prompt.config["method"]["module"], prompt.prompt_file, adapter) for prompt in prompts}
     vectors = {task: prompt_vectors(method) for task, method in methods.items()}
     rows = []
     for target in prompts:
-        batches = input_batches(target, adapter, max_inputs)
+        batches = input_batches(OmegaConf.create(target.config), adapter, max_inputs)
         stimulations = {task: stimulation(adapter, method, batches) for task, method in methods.items()}
         for source in prompts:
             metrics = pair_metrics(vectors[source.task], vectors[target.task], stimulations[source.task], stimulations[target.task])
