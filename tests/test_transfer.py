@@ -55,3 +55,9 @@ def test_prompt_of_another_backbone_is_a_shape_error(make_config, tmp_path):
                                         "dataset=synthetic", *TINY))
     assert record["status"] == "failed"
     assert "(20, 64)" in record["error"] and "'prompt_embeddings': (20, 384)" in record["error"]
+
+
+def test_hub_pair_offline_fails_with_the_hub_sentence(make_config):
+    record = run_experiment(make_config("method=spot", "transfer=mnli_to_cb", *TINY))
+    assert record["status"] == "failed"
+    assert "'super_glue' could not be loaded from the Hugging Face hub" in record["error"]
