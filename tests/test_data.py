@@ -450,7 +450,8 @@ def dataset_conf(name: str):
 def test_every_dataset_conf_opens_with_a_comment_and_has_the_schema():
     names = sorted(path.stem for path in DATASET_CONF_DIR.glob("*.yaml"))
     tweet_names = [f"tweets_{domain}" for domain in TWEET_DOMAINS]
-    assert names == sorted(["bbc_news", *tweet_names, "csv", "jsonl", "hf", "synthetic"])
+    hub_names = ["mnli", "qnli", "sst2", "cb", "copa", "wsc", "rte", "wic", "cola", "mrpc"]  # GLUE/SuperGLUE
+    assert names == sorted(["bbc_news", *tweet_names, "csv", "jsonl", "hf", "synthetic", *hub_names])
     for name in names:
         first_line = (DATASET_CONF_DIR / f"{name}.yaml").read_text().splitlines()[0]
         assert first_line.startswith("# ") and len(first_line) > 20, name

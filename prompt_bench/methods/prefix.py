@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from prompt_bench.backbones.adapters import PrefixGeometry
+from prompt_bench.backbones.prefixes import PrefixGeometry
 
 
 class PrefixEncoder(nn.Module):
