@@ -124,13 +124,16 @@ def matrix_heatmap(matrix: pd.DataFrame, title: str, path: Path, value_format: s
             text, colour = "n/a", "grey"
         else:
             text = format(value, value_format)
-            colour = "black" if diverging and abs(value) < 0.6 * high else _text_colour(value, low, high) if not diverging else "white"
+            if diverging:  # the saturated ends of RdBu are dark
+                colour = "white" if abs(value) > 0.6 * high else "black"
+            else:
+                colour = _text_colour(value, low, high)
         axis.text(col, row, text, ha="center", va="center", color=colour, fontsize="small")
     axis.set_xticks(range(len(matrix.columns)), [str(c) for c in matrix.columns], rotation=30, ha="right", fontsize="small")
     axis.set_yticks(range(len(matrix.index)), [str(r) for r in matrix.index], fontsize="small")
     axis.set_xlabel(str(matrix.columns.name or "target"))
     axis.set_ylabel(str(matrix.index.name or "source"))
-    axis.set_title(title)
+    axis.set_title(title, fontsize="medium", wrap=True)
     figure.colorbar(image, ax=axis, shrink=0.8)
     figure.savefig(path, dpi=120)
     return path

@@ -17,7 +17,7 @@ from scipy.stats import kendalltau, spearmanr
 
 from prompt_bench.report.plots import matrix_heatmap
 from prompt_bench.report.tables import latest_per_run, per_run_scores
-from prompt_bench.report.transferability import CSV_NAME
+from prompt_bench.report.transferability import CSV_NAME, metric_matrices
 
 TRANSFER_COLUMN = "config.transfer.name"
 SOURCE_COLUMN = "config.transfer.source.name"
@@ -73,8 +73,9 @@ def find_transferability_csv(*directories: Path) -> Path | None:
 
 
 def write_transfer_view(frame: pd.DataFrame, out_dir: Path, metric: str, sweep_dir: Path) -> dict[str, Path]:
-    """transfer.md (+ transfer_gains.csv, transfer_correlations.csv) and a gain heatmap per
-    (backbone, method); metric heatmaps come from `prompt-bench-transferability`."""
+    """transfer.md (+ transfer_gains.csv) and a gain heatmap per (backbone, method); with a
+    transferability.csv (from `prompt-bench-transferability`) also transfer_correlations.csv and
+    the metric matrices with their heatmaps."""
     out_dir = Path(out_dir)
     gains = transfer_gains(frame, metric)
     files = {"transfer_gains": out_dir / "transfer_gains.csv"}
@@ -98,13 +99,19 @@ def write_transfer_view(frame: pd.DataFrame, out_dir: Path, metric: str, sweep_d
             "and their correlation with the gains.\n"
         )
     else:
-        correlations = metric_correlations(gains, pd.read_csv(metrics_csv))
+        metrics = pd.read_csv(metrics_csv)
+        correlations = metric_correlations(gains, metrics)
         files["transfer_correlations"] = out_dir / "transfer_correlations.csv"
         correlations.to_csv(files["transfer_correlations"], index=False)
         sections.append(
             f"## Metric vs realised gain (off-diagonal pairs; metrics from {metrics_csv})\n\n"
             f"{correlations.round(3).to_markdown(index=False)}\n"
         )
+        for (backbone, depth, metric_name), matrix in metric_matrices(metrics).items():
+            title = f"predicted transferability: {metric_name} · {backbone} · {depth} prompts"
+            sections.append(f"## {title}\n\n{matrix.round(3).to_markdown()}\n")
+            name = f"transferability_{metric_name}_{backbone}_{depth}"
+            files[name] = matrix_heatmap(matrix, title, out_dir / f"{name}.png", ".2f")
     files["transfer_md"] = out_dir / "transfer.md"
     files["transfer_md"].write_text("\n".join(sections))
     return files
