@@ -1,0 +1,106 @@
+"""Dataloaders for dual encoders: text (token ids, padded) or images (through the CLIP image
+processor), with one test loader per scored class set (base, new)."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import pytorch_lightning as pl
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from prompt_bench.base_to_new import BaseToNewSplit
+from prompt_bench.data.datamodule import PadCollator
+from prompt_bench.data.images import as_rgb
+from prompt_bench.errors import ConfigError
+
+
+class InputDataset(Dataset):
+    """N (input, label) pairs; an input is a token-id list or an image, read on access."""
+
+    def __init__(self, inputs: Sequence[Any], labels: Sequence[int]) -> None:
+        self.inputs, self.labels = inputs, labels
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitem__(self, index: int) -> tuple[Any, int]:
+        return self.inputs[index], self.labels[index]
+
+
+@dataclass(frozen=True)
+class ImageCollator:
+    """B (image, label) pairs -> {"pixel_values": (B, 3, H, W), "labels": (B,)} via the image processor."""
+
+    processor: Any
+
+    def __call__(self, items: list[tuple[Any, int]]) -> dict[str, torch.Tensor]:
+        pixels = self.processor(images=[as_rgb(image) for image, _ in items], return_tensors="pt")["pixel_values"]
+        return {"pixel_values": pixels, "labels": torch.tensor([label for _, label in items], dtype=torch.long)}
+
+
+class DualDataModule(pl.LightningDataModule):
+    """Train / dev over the training classes; `test_dataloader()` is one loader per class set of
+    `split.tests` (a list for base-to-new: [base, new]), in `test_sets` order.
+
+    input_kind "text": texts are tokenised once by `encode` (N texts -> N id lists) and padded;
+    "image": images go through `image_processor` batch by batch.
+    """
+
+    def __init__(
+        self,
+        split: BaseToNewSplit,
+        input_kind: str,
+        encode: Callable[[Sequence[str]], list[list[int]]] | None = None,
+        pad_token_id: int = 0,
+        image_processor: Any = None,
+        batch_size: int = 4,
+        eval_batch_size: int = 64,
+    ) -> None:
+        super().__init__()
+        if batch_size < 1 or eval_batch_size < 1:
+            raise ConfigError(f"batch sizes must be at least 1 (got {batch_size} and {eval_batch_size}).")
+        if input_kind == "text" and not hasattr(split.train, "texts"):
+            raise ConfigError("a text dual encoder needs a text dataset; pick a CLIP backbone for image datasets.")
+        if input_kind == "image" and not hasattr(split.train, "images"):
+            raise ConfigError(
+                f"backbone is a CLIP image–text model but dataset '{split.task_name}' is text; use a text–text "
+                "backbone (minilm_dual, mpnet_dual) or an image dataset (fashion_mnist, synthetic_images)."
+            )
+        self.split = split
+        self.input_kind = input_kind
+        self.encode = encode
+        self.collate = PadCollator(pad_token_id) if input_kind == "text" else ImageCollator(image_processor)
+        self.batch_size, self.eval_batch_size = batch_size, eval_batch_size
+        self.test_sets = tuple(split.tests)
+        seed = int(hashlib.sha256(split.content_hash.encode()).hexdigest()[:8], 16)
+        self.shuffle_generator = torch.Generator().manual_seed(seed)
+        self._datasets: dict[str, InputDataset] = {}
+
+    def setup(self, stage: str | None = None) -> None:
+        if self._datasets:
+            return
+        named = {"train": self.split.train, "dev": self.split.dev}
+        named.update({f"test_{name}": examples for name, (_, examples) in self.split.tests.items()})
+        for name, examples in named.items():
+            inputs = self.encode(list(examples.texts)) if self.input_kind == "text" else examples.images
+            self._datasets[name] = InputDataset(inputs, examples.labels)
+
+    def _loader(self, name: str, batch_size: int, shuffle: bool = False) -> DataLoader:
+        self.setup()
+        return DataLoader(
+            self._datasets[name], batch_size=batch_size, shuffle=shuffle, collate_fn=self.collate,
+            generator=self.shuffle_generator if shuffle else None,
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader("train", self.batch_size, shuffle=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader("dev", self.eval_batch_size)
+
+    def test_dataloader(self) -> list[DataLoader]:
+        return [self._loader(f"test_{name}", self.eval_batch_size) for name in self.test_sets]
