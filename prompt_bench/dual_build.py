@@ -5,8 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import partial
 
+import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig
+from torch import Tensor
 
 from prompt_bench.backbones.dual_encoder import DualEncoderAdapter
 from prompt_bench.base_to_new import BaseToNewSplit, make_base_to_new_split
@@ -37,6 +39,8 @@ class DualExperiment:
 
 def build_dual_experiment(cfg: DictConfig, task: Task, adapter: DualEncoderAdapter, method: ClassPromptMethod) -> DualExperiment:
     """The dual-encoder counterpart of build_experiment (same seams: split, method.prepare, module, data)."""
+    if cfg.trainer.get("accelerator") in ("gpu", "cuda", "auto") and torch.cuda.is_available():
+        adapter.cuda()  # the input features are cached at setup, before Lightning moves the module
     classes = cfg.dataset.get("classes", "all")
     if cfg.dataset.get("class_template"):  # the dataset's hand-crafted prompt wins over the backbone's
         adapter.class_template = cfg.dataset.class_template
@@ -68,8 +72,16 @@ def build_dual_experiment(cfg: DictConfig, task: Task, adapter: DualEncoderAdapt
         image_processor=adapter.image_processor,
         batch_size=cfg.method.get("batch_size") or cfg.dataset.batch_size,
         eval_batch_size=cfg.dataset.eval_batch_size,
+        featurize=partial(frozen_input_features, adapter) if cfg.method.get("cache_input_features", True) else None,
     )
     return DualExperiment(adapter=adapter, split=split, method=method, head=ItmHead(), module=module, datamodule=datamodule)
+
+
+def frozen_input_features(adapter: DualEncoderAdapter, batch: dict) -> Tensor:
+    """(B, D) features of the frozen input tower, in eval mode, on the adapter's device."""
+    device = adapter.token_embedding.weight.device
+    with torch.no_grad():
+        return adapter.input_features({key: value.to(device) for key, value in batch.items()})
 
 
 def encode_texts(adapter: DualEncoderAdapter, texts: list[str], max_length: int) -> list[list[int]]:

@@ -67,7 +67,7 @@ class DualEncoderModule(pl.LightningModule):
     # ---- forward -----------------------------------------------------------------------------
     def features(self, batch: dict[str, Tensor], class_set: str) -> tuple[Tensor, Tensor]:
         """(f (B, D), T (C, D) or (B, C, D)) for the classes of `class_set`, with the learned context."""
-        input_features = self.backbone.input_features(batch)
+        input_features = self.input_features(batch)
         ids, mask = getattr(self, f"class_ids_{class_set}"), getattr(self, f"class_mask_{class_set}")
         n_classes = ids.shape[0]
         context = self.method.context(input_features, n_classes)
@@ -84,11 +84,17 @@ class DualEncoderModule(pl.LightningModule):
         zero-shot z_itm with the hand-crafted template (use_prompt=False)."""
         scale = self.backbone.logit_scale()
         if not use_prompt:
-            return cosine_logits(self.backbone.input_features(batch), self.template_features(class_set), scale)
+            return cosine_logits(self.input_features(batch), self.template_features(class_set), scale)
         input_features, class_features = self.features(batch, class_set)
         itm_logits = cosine_logits(input_features, class_features, scale)
         trained = self.class_names[class_set] == self.class_names["train"]
         return self.method.scores(itm_logits, input_features, training_classes=trained)
+
+    def input_features(self, batch: dict[str, Tensor]) -> Tensor:
+        """(B, D): cached by the datamodule (frozen tower, no augmentation) or computed here."""
+        if "input_features" in batch:
+            return batch["input_features"]
+        return self.backbone.input_features(batch)
 
     def template_features(self, class_set: str) -> Tensor:
         if class_set not in self._template_features:

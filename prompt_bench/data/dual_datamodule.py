@@ -31,6 +31,14 @@ class InputDataset(Dataset):
         return self.inputs[index], self.labels[index]
 
 
+def stack_features(items: list[tuple[torch.Tensor, int]]) -> dict[str, torch.Tensor]:
+    """B (feature (D,), label) pairs -> {"input_features": (B, D), "labels": (B,)}."""
+    return {
+        "input_features": torch.stack([feature for feature, _ in items]),
+        "labels": torch.tensor([label for _, label in items], dtype=torch.long),
+    }
+
+
 @dataclass(frozen=True)
 class ImageCollator:
     """B (image, label) pairs -> {"pixel_values": (B, 3, H, W), "labels": (B,)} via the image processor."""
@@ -48,6 +56,9 @@ class DualDataModule(pl.LightningDataModule):
 
     input_kind "text": texts are tokenised once by `encode` (N texts -> N id lists) and padded;
     "image": images go through `image_processor` batch by batch.
+    With `featurize` (a batch -> (B, D) input features of the frozen input tower), every split is
+    encoded once at setup and the loaders yield {"input_features", "labels"}: valid because the
+    tower is frozen and inputs are not augmented, and it spares the input tower every epoch.
     """
 
     def __init__(
@@ -59,6 +70,7 @@ class DualDataModule(pl.LightningDataModule):
         image_processor: Any = None,
         batch_size: int = 4,
         eval_batch_size: int = 64,
+        featurize: Callable[[dict[str, torch.Tensor]], torch.Tensor] | None = None,
     ) -> None:
         super().__init__()
         if batch_size < 1 or eval_batch_size < 1:
@@ -78,6 +90,7 @@ class DualDataModule(pl.LightningDataModule):
         self.test_sets = tuple(split.tests)
         seed = int(hashlib.sha256(split.content_hash.encode()).hexdigest()[:8], 16)
         self.shuffle_generator = torch.Generator().manual_seed(seed)
+        self.featurize = featurize
         self._datasets: dict[str, InputDataset] = {}
 
     def setup(self, stage: str | None = None) -> None:
@@ -88,6 +101,16 @@ class DualDataModule(pl.LightningDataModule):
         for name, examples in named.items():
             inputs = self.encode(list(examples.texts)) if self.input_kind == "text" else examples.images
             self._datasets[name] = InputDataset(inputs, examples.labels)
+        if self.featurize is not None:
+            for name, dataset in self._datasets.items():
+                self._datasets[name] = InputDataset(self._features(dataset), dataset.labels)
+            self.collate = stack_features
+
+    @torch.no_grad()
+    def _features(self, dataset: InputDataset) -> torch.Tensor:
+        """(N, D) input features of a split, in its order, on the CPU."""
+        loader = DataLoader(dataset, batch_size=self.eval_batch_size, collate_fn=self.collate)
+        return torch.cat([self.featurize(batch).float().cpu() for batch in loader])
 
     def _loader(self, name: str, batch_size: int, shuffle: bool = False) -> DataLoader:
         self.setup()
