@@ -72,7 +72,9 @@ class DePT(ClassPromptMethod):
     ) -> None:
         super().__init__()
         if not isinstance(base, ClassPromptMethod):
-            raise ConfigError(f"method.base must be a CoOp-family learner (coop, cocoop, kgcoop), got {type(base).__name__}.")
+            raise ConfigError(
+                f"method.base must name a CoOp-family learner in method.learners (coop, cocoop, kgcoop), got {base!r}."
+            )
         if not 0.0 <= weight <= 1.0:
             raise ConfigError(f"method.module.weight (λ) must be in [0, 1], got {weight}.")
         if fusion not in FUSIONS:
