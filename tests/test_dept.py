@@ -177,3 +177,22 @@ def test_tiny_clip_base_to_new_run_on_fashion_mnist_writes_base_new_h(make_confi
     ))
     check_base_to_new_record(record)
     assert record["config"]["dataset"]["name"] == "fashion_mnist"
+
+
+def test_dept_base2new_preset_is_the_papers_grid_and_a_cell_runs(make_config, tmp_path):
+    from omegaconf import OmegaConf
+
+    cfg = make_config("experiment=dept_base2new", "method=dept_coop")
+    preset = OmegaConf.load(__file__.replace("tests/test_dept.py", "conf/experiment/dept_base2new.yaml"))
+    params = OmegaConf.to_container(preset.hydra.sweeper.params)
+    assert params["method"].split(",") == ["coop", "dept_coop", "cocoop", "dept_cocoop", "kgcoop", "dept_kgcoop"]
+    assert len(params["dataset"].split(",")) == 11 and params["seed"] == "1,2,3"
+    assert cfg.backbone.name == "clip_vit_b16" and cfg.trainer.max_epochs == 10 and cfg.dataset.k_shot == 16
+    assert cfg.method.optimizer._target_ == "torch.optim.SGD" and cfg.method.scheduler.warmup_epochs == 1
+    for dataset in params["dataset"].split(","):
+        assert make_config("experiment=dept_base2new", f"dataset={dataset}").dataset.classes == "base"
+    cell = make_config(
+        "experiment=dept_base2new", "method=dept_kgcoop", "backbone=tiny_clip", "dataset=synthetic_images",
+        "trainer=debug", "logger=none", run_dir=tmp_path / "cell",
+    )
+    check_base_to_new_record(run_experiment(cell))

@@ -163,3 +163,19 @@ def test_dataset_conf_class_template_reaches_the_adapter(make_config):
     experiment = build_experiment(make_config("method=coop", "backbone=tiny_clip", "dataset=synthetic_images", "logger=none"))
     assert experiment.adapter.class_template == "a photo of a {} square."
     assert instantiate is not None
+
+
+IMAGE_DATASETS = sorted(
+    path.stem for path in (CONF_DIR / "dataset").glob("*.yaml") if "prompt_bench.data.images." in path.read_text()
+)
+
+
+def test_image_dataset_confs_have_the_base_to_new_schema():
+    assert {"fashion_mnist", "synthetic_images", "imagenet", "eurosat", "dtd", "ucf101"} <= set(IMAGE_DATASETS)
+    assert len(IMAGE_DATASETS) == 13  # the paper's 11 + Fashion-MNIST + synthetic
+    for name in IMAGE_DATASETS:
+        path = CONF_DIR / "dataset" / f"{name}.yaml"
+        assert path.read_text().startswith("# ")
+        conf = OmegaConf.load(path)
+        assert conf.name == name and conf.classes in ("all", "base", "new") and "{}" in conf.class_template
+        assert {"k_shot", "n_base", "max_test_examples", "batch_size", "eval_batch_size"} <= set(conf)
