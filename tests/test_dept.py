@@ -196,3 +196,44 @@ def test_dept_base2new_preset_is_the_papers_grid_and_a_cell_runs(make_config, tm
         "trainer=debug", "logger=none", run_dir=tmp_path / "cell",
     )
     check_base_to_new_record(run_experiment(cell))
+
+
+# ---------------------------------------------------------------- the base / new / H report
+
+
+def write_b2n_record(root, index, method, seed, base, new, zero_shot=(0.8, 0.7)):
+    import json
+
+    run_dir = root / f"{index}_{method}_s{seed}"
+    run_dir.mkdir(parents=True)
+    metrics = {
+        "test/base_acc": base, "test/new_acc": new, "test/hmean": harmonic_mean(base, new),
+        "zero_shot/base_acc": zero_shot[0], "zero_shot/new_acc": zero_shot[1],
+        "zero_shot/hmean": harmonic_mean(*zero_shot), "test/primary": harmonic_mean(base, new), "primary_metric": "hmean",
+    }
+    record = {
+        "run_key": f"{method}{seed}", "status": "ok", "metrics": metrics,
+        "config": {"method": {"name": method}, "backbone": {"name": "minilm_dual"}, "dataset": {"name": "bbc_news"}, "seed": seed},
+    }
+    (run_dir / "record.json").write_text(json.dumps(record))
+
+
+def test_report_writes_a_base_new_h_table(tmp_path, capsys):
+    from prompt_bench.report import main
+    from prompt_bench.report.base_to_new import base_to_new_summary
+    from prompt_bench.report.load import load_records
+
+    root = tmp_path / "sweep"
+    for seed, (coop, dept) in enumerate([((0.9, 0.6), (0.94, 0.66)), ((0.8, 0.6), (0.9, 0.64))], start=1):
+        write_b2n_record(root, seed, "coop", seed, *coop)
+        write_b2n_record(root, 10 + seed, "coop+dept", seed, *dept)
+    summary = base_to_new_summary(load_records(root)).set_index("method")
+    assert list(summary.index) == ["zero-shot", "coop", "coop+dept"]
+    assert summary.loc["coop", "base"] == pytest.approx(0.85) and summary.loc["coop", "new"] == pytest.approx(0.6)
+    assert summary.loc["coop", "H"] == pytest.approx(harmonic_mean(0.85, 0.6))
+    assert summary.loc["coop+dept", "dH"] == pytest.approx(harmonic_mean(0.92, 0.65) - harmonic_mean(0.85, 0.6))
+    assert summary.loc["zero-shot", "H"] == pytest.approx(harmonic_mean(0.8, 0.7))
+    assert main([str(root), "--out", str(tmp_path / "out")]) == 0
+    markdown = (tmp_path / "out" / "base2new.md").read_text()
+    assert "| coop+dept | minilm_dual | bbc_news | 92.0 ± 2.8 | 65.0 ± 1.4 |" in markdown
+    assert "base-to-new" in capsys.readouterr().out
