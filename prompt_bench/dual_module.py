@@ -97,9 +97,12 @@ class DualEncoderModule(pl.LightningModule):
         return self.backbone.input_features(batch)
 
     def template_features(self, class_set: str) -> Tensor:
-        if class_set not in self._template_features:
-            self._template_features[class_set] = self.backbone.template_features(self.class_names[class_set])
-        return self._template_features[class_set]
+        """(C, D) hand-crafted class features (zero-shot), computed once per set and device."""
+        cached = self._template_features.get(class_set)
+        if cached is None or cached.device != self.device:
+            cached = self.backbone.template_features(self.class_names[class_set])
+            self._template_features[class_set] = cached
+        return cached
 
     # ---- steps ---------------------------------------------------------------------------------
     def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
