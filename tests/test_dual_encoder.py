@@ -179,3 +179,11 @@ def test_image_dataset_confs_have_the_base_to_new_schema():
         conf = OmegaConf.load(path)
         assert conf.name == name and conf.classes in ("all", "base", "new") and "{}" in conf.class_template
         assert {"k_shot", "n_base", "max_test_examples", "batch_size", "eval_batch_size"} <= set(conf)
+
+
+def test_missing_fashion_mnist_says_how_to_install_it(tmp_path):
+    from prompt_bench.data.images import fashion_mnist
+    from prompt_bench.errors import DataError
+
+    with pytest.raises(DataError, match="apt-get install dataset-fashion-mnist"):
+        fashion_mnist(root=str(tmp_path))

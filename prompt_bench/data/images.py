@@ -8,7 +8,6 @@ in the split hash, so `make_split` and the base-to-new protocol work on images u
 from __future__ import annotations
 
 import gzip
-import shutil
 import struct
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -125,8 +124,7 @@ def _first_existing(root: Path, name: str) -> Path:
     for candidate in (root / f"{name}.gz", root / name):
         if candidate.is_file():
             return candidate
-    hint = " (apt-get is on this machine)" if shutil.which("apt-get") else ""
-    raise DataError(FASHION_MNIST_SETUP.format(root=root / f"{name}.gz") + hint)
+    raise DataError(FASHION_MNIST_SETUP.format(root=root / f"{name}.gz"))
 
 
 # ---------------------------------------------------------------- synthetic
