@@ -13,6 +13,7 @@ from torch import Tensor
 from prompt_bench.backbones.dual_encoder import DualEncoderAdapter
 from prompt_bench.base_to_new import BaseToNewSplit, make_base_to_new_split
 from prompt_bench.data.dual_datamodule import DualDataModule
+from prompt_bench.data.images import RandomResizedCropFlip
 from prompt_bench.data.tasks import Task
 from prompt_bench.errors import ConfigError
 from prompt_bench.methods.base import MethodContext
@@ -73,8 +74,19 @@ def build_dual_experiment(cfg: DictConfig, task: Task, adapter: DualEncoderAdapt
         batch_size=cfg.method.get("batch_size") or cfg.dataset.batch_size,
         eval_batch_size=cfg.dataset.eval_batch_size,
         featurize=partial(frozen_input_features, adapter) if cfg.method.get("cache_input_features", True) else None,
+        augment=training_augmentation(cfg, adapter),
     )
     return DualExperiment(adapter=adapter, split=split, method=method, head=ItmHead(), module=module, datamodule=datamodule)
+
+
+def training_augmentation(cfg: DictConfig, adapter: DualEncoderAdapter) -> RandomResizedCropFlip | None:
+    """Random resized crop + flip at the image processor's crop size when dataset.augment is on."""
+    if not cfg.dataset.get("augment", False):
+        return None
+    if adapter.input_kind != "image":
+        raise ConfigError(f"dataset.augment=true augments images, but backbone '{adapter.name}' reads text; set it to false.")
+    crop = adapter.image_processor.crop_size
+    return RandomResizedCropFlip(size=int(crop["height"]), seed=cfg.seed)
 
 
 def frozen_input_features(adapter: DualEncoderAdapter, batch: dict) -> Tensor:

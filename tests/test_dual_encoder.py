@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from hydra.utils import instantiate
@@ -187,3 +188,40 @@ def test_missing_fashion_mnist_says_how_to_install_it(tmp_path):
 
     with pytest.raises(DataError, match="apt-get install dataset-fashion-mnist"):
         fashion_mnist(root=str(tmp_path))
+
+
+def test_random_resized_crop_flip_is_seeded_and_sized():
+    from PIL import Image
+
+    from prompt_bench.data.images import RandomResizedCropFlip
+
+    image = Image.fromarray((np.arange(40 * 30 * 3) % 255).astype(np.uint8).reshape(40, 30, 3))
+    first, second = RandomResizedCropFlip(16, seed=1), RandomResizedCropFlip(16, seed=1)
+    crops = [first(image) for _ in range(4)]
+    assert all(crop.size == (16, 16) for crop in crops)
+    assert [np.asarray(c).tolist() for c in crops] == [np.asarray(second(image)).tolist() for _ in range(4)]
+    assert len({np.asarray(c).tobytes() for c in crops}) > 1
+
+
+def test_augmented_training_images_are_encoded_per_batch_and_eval_splits_cached(make_config):
+    from prompt_bench.build import build_experiment
+
+    experiment = build_experiment(make_config(
+        "method=coop", "backbone=tiny_clip", "dataset=synthetic_images", "dataset.augment=true", "logger=none"
+    ))
+    datamodule = experiment.datamodule
+    datamodule.setup()
+    train_batch = next(iter(datamodule.train_dataloader()))
+    assert set(train_batch) == {"pixel_values", "labels"} and train_batch["pixel_values"].shape[-1] == 32
+    assert set(next(iter(datamodule.test_dataloader()[0]))) == {"input_features", "labels"}
+    assert set(next(iter(datamodule.val_dataloader()))) == {"input_features", "labels"}
+    assert experiment.module.training_step(train_batch, 0).requires_grad
+    record = run_experiment(make_config(
+        "method=dept", "backbone=tiny_clip", "dataset=synthetic_images", "dataset.augment=true", "trainer=debug",
+        "logger=none",
+    ))
+    assert record["status"] == "ok" and 0.0 <= record["metrics"]["test/hmean"] <= 1.0
+
+
+def test_augmenting_text_fails_with_a_sentence(make_config):
+    assert "augments images" in failed(make_config, "method=coop", "backbone=minilm_dual", "dataset=synthetic", "+dataset.augment=true")

@@ -41,12 +41,17 @@ def stack_features(items: list[tuple[torch.Tensor, int]]) -> dict[str, torch.Ten
 
 @dataclass(frozen=True)
 class ImageCollator:
-    """B (image, label) pairs -> {"pixel_values": (B, 3, H, W), "labels": (B,)} via the image processor."""
+    """B (image, label) pairs -> {"pixel_values": (B, 3, H, W), "labels": (B,)} via the image processor,
+    after `augment` (an RGB PIL image -> a PIL image) when given."""
 
     processor: Any
+    augment: Callable[[Any], Any] | None = None
 
     def __call__(self, items: list[tuple[Any, int]]) -> dict[str, torch.Tensor]:
-        pixels = self.processor(images=[as_rgb(image) for image, _ in items], return_tensors="pt")["pixel_values"]
+        images = [as_rgb(image) for image, _ in items]
+        if self.augment is not None:
+            images = [self.augment(image) for image in images]
+        pixels = self.processor(images=images, return_tensors="pt")["pixel_values"]
         return {"pixel_values": pixels, "labels": torch.tensor([label for _, label in items], dtype=torch.long)}
 
 
@@ -56,9 +61,10 @@ class DualDataModule(pl.LightningDataModule):
 
     input_kind "text": texts are tokenised once by `encode` (N texts -> N id lists) and padded;
     "image": images go through `image_processor` batch by batch.
-    With `featurize` (a batch -> (B, D) input features of the frozen input tower), every split is
-    encoded once at setup and the loaders yield {"input_features", "labels"}: valid because the
-    tower is frozen and inputs are not augmented, and it spares the input tower every epoch.
+    `augment` (images only) transforms each training image anew every time it is drawn.
+    With `featurize` (a batch -> (B, D) input features of the frozen input tower), every split that is
+    not augmented is encoded once at setup and its loader yields {"input_features", "labels"}: valid
+    because the tower is frozen, and it spares the input tower every epoch.
     """
 
     def __init__(
@@ -71,6 +77,7 @@ class DualDataModule(pl.LightningDataModule):
         batch_size: int = 4,
         eval_batch_size: int = 64,
         featurize: Callable[[dict[str, torch.Tensor]], torch.Tensor] | None = None,
+        augment: Callable[[Any], Any] | None = None,
     ) -> None:
         super().__init__()
         if batch_size < 1 or eval_batch_size < 1:
@@ -85,7 +92,10 @@ class DualDataModule(pl.LightningDataModule):
         self.split = split
         self.input_kind = input_kind
         self.encode = encode
+        if augment is not None and input_kind != "image":
+            raise ConfigError("dataset.augment applies to images; set it to false for text datasets.")
         self.collate = PadCollator(pad_token_id) if input_kind == "text" else ImageCollator(image_processor)
+        self.collates = {"train": ImageCollator(image_processor, augment)} if augment is not None else {}
         self.batch_size, self.eval_batch_size = batch_size, eval_batch_size
         self.test_sets = tuple(split.tests)
         seed = int(hashlib.sha256(split.content_hash.encode()).hexdigest()[:8], 16)
@@ -103,8 +113,9 @@ class DualDataModule(pl.LightningDataModule):
             self._datasets[name] = InputDataset(inputs, examples.labels)
         if self.featurize is not None:
             for name, dataset in self._datasets.items():
-                self._datasets[name] = InputDataset(self._features(dataset), dataset.labels)
-            self.collate = stack_features
+                if name not in self.collates:  # augmented splits are encoded batch by batch
+                    self._datasets[name] = InputDataset(self._features(dataset), dataset.labels)
+                    self.collates[name] = stack_features
 
     @torch.no_grad()
     def _features(self, dataset: InputDataset) -> torch.Tensor:
@@ -115,7 +126,7 @@ class DualDataModule(pl.LightningDataModule):
     def _loader(self, name: str, batch_size: int, shuffle: bool = False) -> DataLoader:
         self.setup()
         return DataLoader(
-            self._datasets[name], batch_size=batch_size, shuffle=shuffle, collate_fn=self.collate,
+            self._datasets[name], batch_size=batch_size, shuffle=shuffle, collate_fn=self.collates.get(name, self.collate),
             generator=self.shuffle_generator if shuffle else None,
         )
 

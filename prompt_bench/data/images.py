@@ -8,6 +8,7 @@ in the split hash, so `make_split` and the base-to-new protocol work on images u
 from __future__ import annotations
 
 import gzip
+import math
 import struct
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -79,6 +80,36 @@ class LazySubset:
 
     def __getitem__(self, position: int) -> Any:
         return self.source[self.indices[position]]
+
+
+@dataclass
+class RandomResizedCropFlip:
+    """Training-time augmentation of the CoOp family (Dassl's random_resized_crop + random_flip):
+    a crop of scale (0.08, 1) of the area and aspect ratio (3/4, 4/3), resized to size × size, then a
+    horizontal flip with probability ½. Seeded, so a rerun sees the same crops."""
+
+    size: int
+    seed: int = 0
+    scale: tuple[float, float] = (0.08, 1.0)
+    ratio: tuple[float, float] = (3 / 4, 4 / 3)
+
+    def __post_init__(self) -> None:
+        self.rng = np.random.default_rng(self.seed)
+
+    def __call__(self, image: Image.Image) -> Image.Image:
+        width, height = image.size
+        box = (0, 0, width, height)
+        for _ in range(10):  # as torchvision: try a few random boxes, else keep the whole image
+            area = width * height * self.rng.uniform(*self.scale)
+            aspect = math.exp(self.rng.uniform(math.log(self.ratio[0]), math.log(self.ratio[1])))
+            crop_width, crop_height = round(math.sqrt(area * aspect)), round(math.sqrt(area / aspect))
+            if 0 < crop_width <= width and 0 < crop_height <= height:
+                left = int(self.rng.integers(0, width - crop_width + 1))
+                top = int(self.rng.integers(0, height - crop_height + 1))
+                box = (left, top, left + crop_width, top + crop_height)
+                break
+        image = image.crop(box).resize((self.size, self.size), Image.BICUBIC)
+        return image.transpose(Image.FLIP_LEFT_RIGHT) if self.rng.random() < 0.5 else image
 
 
 def as_rgb(image: Any) -> Image.Image:
