@@ -225,3 +225,26 @@ def test_augmented_training_images_are_encoded_per_batch_and_eval_splits_cached(
 
 def test_augmenting_text_fails_with_a_sentence(make_config):
     assert "augments images" in failed(make_config, "method=coop", "backbone=minilm_dual", "dataset=synthetic", "+dataset.augment=true")
+
+
+def test_hub_image_config_runs_on_a_local_image_folder(make_config, tmp_path, monkeypatch):
+    """conf/dataset/eurosat.yaml with dataset.task.path pointed at an image folder (what `datasets`
+    reads offline): class names from the folder names, augmentation on, base / new / H recorded."""
+    import datasets
+    from PIL import Image
+
+    monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", str(tmp_path / "hf_cache"))
+    root = tmp_path / "images"
+    for split in ("train", "test"):
+        for shade, name in enumerate(("annual_crop", "forest", "river", "sea_lake")):
+            (root / split / name).mkdir(parents=True)
+            for i in range(4):
+                pixels = np.full((12, 12, 3), 50 * shade + 5 * i, np.uint8)
+                Image.fromarray(pixels).save(root / split / name / f"{i}.png")
+    record = run_experiment(make_config(
+        "method=dept_kgcoop", "backbone=tiny_clip", "dataset=eurosat", f"dataset.task.path={root}", "dataset.k_shot=2",
+        "trainer=debug", "logger=none",
+    ))
+    assert record["status"] == "ok", record.get("error")
+    assert record["config"]["dataset"]["augment"] is True
+    assert {"test/base_acc", "test/new_acc", "test/hmean"} <= set(record["metrics"])
