@@ -11,6 +11,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from prompt_bench.backbones import BackboneAdapter
 from prompt_bench.data import FewShotSplit, TextDataModule, make_split
+from prompt_bench.dual_build import build_dual_experiment
 from prompt_bench.errors import ConfigError
 from prompt_bench.heads import HEADS, Head
 from prompt_bench.methods.base import MethodContext, PromptMethod
@@ -32,6 +33,11 @@ def build_experiment(cfg: DictConfig) -> Experiment:
     """Everything a run trains and evaluates, built in dependency order."""
     pl.seed_everything(cfg.seed, workers=True)
     task = instantiate(cfg.dataset.task)
+    if cfg.backbone.get("family") == "dual_encoder":  # CoOp family and DePT: prompt_bench/dual_build.py
+        adapter, method = instantiate(cfg.backbone), instantiate(cfg.method.module)
+        check_family(method, adapter, cfg.method.name)
+        return build_dual_experiment(cfg, task, adapter, method)
+    check_all_classes(cfg)
     split = make_split(task, cfg.dataset.k_shot, cfg.dataset.split_seed, cfg.dataset.get("max_test_examples"))
     adapter = instantiate(cfg.backbone)
     method = instantiate(cfg.method.module)
@@ -80,6 +86,16 @@ def method_extras(cfg: DictConfig, method: PromptMethod, adapter: BackboneAdapte
     if getattr(method, "adaptive_kd", False) and cfg.get("transfer"):
         extras["transferability"] = pair_transferability(cfg, adapter)
     return extras
+
+
+def check_all_classes(cfg: DictConfig) -> None:
+    """Base-to-new splits are a dual-encoder protocol; the text path trains and tests on every class."""
+    classes = cfg.dataset.get("classes", "all")
+    if classes != "all":
+        raise ConfigError(
+            f"dataset.classes={classes} (base-to-new) needs a dual-encoder backbone (minilm_dual, mpnet_dual, "
+            f"tiny_clip, clip_vit_b16) and a CoOp-family method; backbone '{cfg.backbone.name}' is not one."
+        )
 
 
 def check_family(method: PromptMethod, adapter: BackboneAdapter, method_name: str) -> None:

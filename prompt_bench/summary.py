@@ -25,6 +25,11 @@ def summary_rows(record: dict[str, Any]) -> list[tuple[str, str]]:
         ("zero-shot acc / F1", f"{_percent(metrics.get('zero_shot/acc'))} / {_percent(metrics.get('zero_shot/f1'))}"),
         ("test acc / F1", f"{_percent(metrics.get('test/acc'))} / {_percent(metrics.get('test/f1'))}"),
     ]
+    if "test/hmean" in metrics:  # base-to-new runs (dual encoders)
+        rows += [
+            (f"{prefix} base / new / H", " / ".join(_percent(metrics.get(f"{split}/{name}")) for name in ("base_acc", "new_acc", "hmean")))
+            for prefix, split in (("zero-shot", "zero_shot"), ("test", "test"))
+        ]
     if efficiency:
         rows += [
             ("trainable params", f"{efficiency['trainable_params']:,} ({efficiency['trainable_pct_of_backbone']:.3f}% of backbone)"),

@@ -74,10 +74,13 @@ def fit_and_test(cfg: DictConfig, experiment: Experiment, run_dir: Path, run_key
     train_seconds = time.perf_counter() - started
 
     best = checkpoint.best_model_path or None
-    tested = trainer.test(module, datamodule=datamodule, ckpt_path=best, verbose=False)[0]
+    # The CoOp family tests the last epoch, as its official code (method.test_checkpoint=last).
+    tested_checkpoint = best if cfg.method.get("test_checkpoint", "best") == "best" else None
+    tested = trainer.test(module, datamodule=datamodule, ckpt_path=tested_checkpoint, verbose=False)[0]
     metrics.update({name: float(value) for name, value in tested.items()})
-    metrics["test/primary"] = metrics[f"test/{metric}"]
-    metrics["primary_metric"] = metric
+    primary = getattr(experiment.split, "test_metric", metric)  # base-to-new: hmean
+    metrics["test/primary"] = metrics[f"test/{primary}"]
+    metrics["primary_metric"] = primary
     metrics.update(module.best_validation_scores())
 
     if cfg.save_prompt:

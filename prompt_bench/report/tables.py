@@ -18,7 +18,7 @@ from prompt_bench.report.load import SEED_COLUMN, metric_path, require_column
 DEFAULT_GROUP_BY = ("method", "backbone", "dataset")
 COLLAPSE_MARGIN = 0.01
 STATUS_RANK = {"ok": 0, "running": 1, "failed": 2}
-SCORE_KINDS = ("acc", "f1")  # metrics that have a zero-shot counterpart `zero_shot/<kind>`
+SCORE_KINDS = ("acc", "f1", "hmean")  # metrics that have a zero-shot counterpart `zero_shot/<kind>`
 STAT_COLUMNS = (
     "metric", "mean", "std", "n_ok", "n_missing", "missing_seeds",
     "n_failed", "n_running", "n_collapsed", "zero_shot",
