@@ -31,7 +31,8 @@ class VIP(PromptTuning):
     """Prompt tuning's P plus an input-dependent, quantised correction q̃ (see the module docstring).
 
     Codebook: K = n_codes (-1: 10·n) rows of the input embedding table, `offset_rows` n … n+K−1 as
-    the official code or `vocab` rows sampled like P's vocab init, rescaled to norm `code_norm`.
+    the official code or `vocab` rows sampled like P's vocab init, rescaled to norm `code_norm`
+    (None: the mean norm of the backbone's embedding rows; 100 suits T5, not MiniLM's ~1).
     Eval: `eval_code` (expected | nearest) unless `sample_at_eval` keeps the training-time sampling.
     """
 
@@ -44,7 +45,7 @@ class VIP(PromptTuning):
         ema_decay: float = 0.99,
         ema_epsilon: float = 1e-2,
         textbook_ema: bool = False,
-        code_norm: float = 100.0,
+        code_norm: float | None = 100.0,
         codebook_init: str = "offset_rows",
         context_width: int = 32,
         context_heads: int = 4,
@@ -115,7 +116,8 @@ class VIP(PromptTuning):
         else:
             generator = torch.Generator().manual_seed(self.seed + 1)
             rows = self._vocab_rows(table, self.n_codes, generator, context.adapter.tokenizer).to(table.device)
-        return self.code_norm * nn.functional.normalize(rows, dim=-1)
+        norm = self.code_norm if self.code_norm is not None else float(table.norm(dim=-1).mean())
+        return norm * nn.functional.normalize(rows, dim=-1)
 
     # ---- the prompt ----------------------------------------------------------------------------
     def prompt(self, batch: dict[str, Tensor], input_embeds: Tensor | None = None) -> Tensor:
