@@ -225,3 +225,18 @@ def test_record_says_which_eval_rule_was_used(make_config):
     assert record["status"] == "ok", record.get("error")
     method = record["config"]["method"]
     assert method["sample_at_eval"] is False and method["module"]["eval_code"] == "expected"
+
+
+def test_official_defaults_and_sweep_preset_compose(make_config):
+    from hydra.utils import instantiate
+
+    cfg = make_config("method=vip")
+    method = instantiate(cfg.method.module)
+    assert (method.n_tokens, method.n_codes, method.module_lr, cfg.method.optimizer.lr) == (100, 1000, 1e-4, 0.3)
+    assert method.quantizer_options == dict(
+        n_samples=10, temperature=100.0, commitment_cost=0.1, ema_decay=0.99, ema_epsilon=0.01, textbook_ema=False,
+        eval_code="expected", sample_at_eval=False,
+    )
+    assert method.code_norm == 100.0 and method.context_options["width"] == 32
+    preset = make_config("experiment=vip_vs_prompt_tuning", "method=vip")
+    assert preset.sweep_name == "vip_vs_prompt_tuning"
