@@ -90,6 +90,9 @@ class PromptModule(pl.LightningModule):
     def on_train_epoch_end(self) -> None:
         self.log_dict(self.train_metrics.compute())
         self.train_metrics.reset()
+        diagnostics = self.method.epoch_diagnostics()
+        if diagnostics:
+            self.log_dict({f"train/{name}": value for name, value in diagnostics.items()})
 
     def validation_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
         self.val_metrics.update(self(batch), batch["labels"])

@@ -22,12 +22,16 @@ CELLS = (
     + [("linear_probe", backbone, "linear") for backbone in FAMILIES]
     # RoBERTa numbers positions from padding_idx + 1: a second encoder layout for the prompt path
     + [("prompt_tuning", "tiny_roberta", head) for head in PROMPT_HEADS]
+    + [("vip", backbone, head) for backbone in (*FAMILIES, "tiny_roberta") for head in PROMPT_HEADS]
 )
 # Tiny random backbones learn faster with a larger rate than the paper's defaults for real models.
 TRAIN_OVERRIDES = {
     "prompt_tuning": ["method/optimizer=adamw", "method.optimizer.lr=0.05", "method.head_lr=0.01"],
     "fine_tuning": ["method.optimizer.lr=1e-3", "method.head_lr=1e-2"],
     "linear_probe": ["method.optimizer.lr=0.05"],
+    # codes matched to the tiny embeddings' norm (~0.2; the official 100 suits T5), 8 prompt tokens
+    "vip": ["method/optimizer=adamw", "method.optimizer.lr=0.05", "method.head_lr=0.01", "method.module.module_lr=1e-3",
+            "method.module.code_norm=null", "method.module.n_tokens=8"],
 }
 TRAIN_STEPS = 80
 CHANCE = 0.25  # synthetic has 4 balanced classes
@@ -77,7 +81,7 @@ def test_method_family_head_cell(make_config, tmp_path, method, backbone, head):
         assert backbone_changed, "fine-tuning left the backbone untouched"
     else:
         assert not backbone_changed, f"frozen backbone changed: {sorted(backbone_changed)[:5]}"
-    if method == "prompt_tuning":
+    if method in ("prompt_tuning", "vip"):
         assert changed(method_before, module.method) == set(method_before), "prompt did not train"
     if head == "linear":
         assert changed(head_before, module.head), "linear head did not train"

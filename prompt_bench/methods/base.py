@@ -69,6 +69,10 @@ class PromptMethod(nn.Module):
         params = [p for p in self.parameters() if p.requires_grad]
         return [{"params": params, "name": "method"}] if params else []
 
+    def epoch_diagnostics(self) -> dict[str, float]:
+        """Named values over the training epoch that just ended (logged as train/<name>), then reset."""
+        return {}
+
     def prompt_tensors(self) -> dict[str, Tensor]:
         """The tensors saved alone as prompt.safetensors (empty for methods without a prompt)."""
         return {}
