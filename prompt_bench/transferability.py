@@ -91,14 +91,15 @@ def recorded_ffn_activations(adapter: BackboneAdapter, position: int) -> Iterato
 
     Yields per-layer lists; the hooks read the input of each layer's FFN output projection.
     """
-    per_layer: list[list[Tensor]] = [[] for _ in adapter.ffn_down_projections()]
+    projections = adapter.ffn_down_projections()
+    per_layer: list[list[Tensor]] = [[] for _ in projections]
 
     def hook_for(layer: int):
         def record(module, args) -> None:
             per_layer[layer].append(args[0][:, position, :].detach().float().cpu())
         return record
 
-    handles = [module.register_forward_pre_hook(hook_for(i)) for i, module in enumerate(adapter.ffn_down_projections())]
+    handles = [module.register_forward_pre_hook(hook_for(i)) for i, module in enumerate(projections)]
     try:
         yield per_layer
     finally:

@@ -12,7 +12,7 @@ from prompt_bench.backbones.dual_encoder import cosine_logits
 from prompt_bench.base_to_new import harmonic_mean
 from prompt_bench.build import build_experiment
 from prompt_bench.data.images import FASHION_MNIST_DIR, fashion_mnist_available
-from prompt_bench.methods.dept import CatHead, DePT, FiLM
+from prompt_bench.methods.dept import CatHead, FiLM
 from prompt_bench.run import run_experiment
 
 TINY = ("backbone=tiny_clip", "dataset=synthetic_images", "logger=none")
@@ -122,7 +122,7 @@ def fit(experiment, steps: int) -> None:
 
 @pytest.mark.parametrize("base", ["coop", "kgcoop", "cocoop"])
 def test_lambda_zero_reduces_dept_to_its_base_exactly(make_config, tmp_path, base):
-    overrides = (*TINY, "method.optimizer.lr=0.05", f"method.batch_size=4")
+    overrides = (*TINY, "method.optimizer.lr=0.05", "method.batch_size=4")
     plain = build_experiment(make_config(f"method={base}", *overrides, run_dir=tmp_path / "plain"))
     dept = build_experiment(make_config(
         "method=dept", f"method.base={base}", "method.module.weight=0.0", *overrides, run_dir=tmp_path / "dept"

@@ -20,7 +20,6 @@ whose prompts stimulate the backbone alike keeps the full weight; an unrelated o
 
 from __future__ import annotations
 
-import torch
 from safetensors.torch import load_file
 from torch import Tensor
 from torch.nn import functional as F

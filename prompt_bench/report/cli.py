@@ -101,7 +101,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         return 1
     group_by = split_names(args.group_by)
-    if args.group_by == parse_args([str(args.dir)]).group_by and has_transfer_runs(frame):
+    if group_by == list(DEFAULT_GROUP_BY) and has_transfer_runs(frame):
         group_by.append("transfer")  # spot/panda rows of one target differ by their pair
     try:
         report = write_report(

@@ -15,11 +15,12 @@ from pathlib import Path
 import pandas as pd
 from scipy.stats import kendalltau, spearmanr
 
+from prompt_bench.report.load import SHORT_NAMES
 from prompt_bench.report.plots import matrix_heatmap
 from prompt_bench.report.tables import latest_per_run, per_run_scores
 from prompt_bench.report.transferability import CSV_NAME, metric_matrices
 
-TRANSFER_COLUMN = "config.transfer.name"
+TRANSFER_COLUMN = SHORT_NAMES["transfer"]
 SOURCE_COLUMN = "config.transfer.source.name"
 BASELINE_METHOD = "prompt_tuning"
 MIN_PAIRS = 3  # fewer cells than this give no meaningful rank correlation
