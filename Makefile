@@ -1,5 +1,11 @@
-# prompt_bench: common commands (see README).
-.PHONY: help setup run test test-full bench
+# prompt_test-latest:  ## canary: newest allowed versions in .venv-latest, fast suite, diff against the lock
+	bash scripts/test_latest.sh
+
+lock:  ## the canary, then write its versions to scripts/constraints.txt if the suite passed
+	bash scripts/test_latest.sh --update-lock
+
+bench: common commands (see README).
+.PHONY: help setup run test test-full test-latest lock bench
 
 help:  ## list targets
 	@grep -E '^[a-z-]+:.*##' Makefile | sed 's/:.*## /\t/'
@@ -15,6 +21,12 @@ test:  ## fast test suite
 
 test-full:  ## everything, real-weight runs included
 	.venv/bin/python -m pytest -q
+
+test-latest:  ## canary: newest allowed versions in .venv-latest, fast suite, diff against the lock
+	bash scripts/test_latest.sh
+
+lock:  ## the canary, then write its versions to scripts/constraints.txt if the suite passed
+	bash scripts/test_latest.sh --update-lock
 
 bench:  ## throughput vs a hand-written PyTorch loop
 	.venv/bin/python scripts/bench.py

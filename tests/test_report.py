@@ -210,3 +210,19 @@ def test_cli_empty_dir_fails_with_message(tmp_path: Path) -> None:
     result = run_cli(str(tmp_path))
     assert result.returncode == 1
     assert "no record.json under" in result.stdout
+
+
+def test_a_sweep_whose_runs_mixed_transformers_versions_is_flagged(tmp_path: Path) -> None:
+    root = tmp_path / "outputs"
+    for seed, version in ((13, "5.23.0"), (21, "5.24.0"), (42, "5.24.0")):
+        run_dir = write_record(root, "mixed", "prompt_tuning", "minilm", "bbc_news", seed, score=0.8)
+        record = json.loads((run_dir / "record.json").read_text())
+        record["versions"] = {"torch": "2.13.0", "transformers": version}
+        (run_dir / "record.json").write_text(json.dumps(record))
+    write_record(root, "plain", "prompt_tuning", "minilm", "bbc_news", 13, score=0.8)  # no versions: not flagged
+    result = run_cli(str(root), "--out", str(tmp_path / "out"))
+    assert result.returncode == 0, result.stderr
+    warning = " ".join(result.stdout.split())
+    assert "runs used different transformers versions, 5.23.0 (1 runs), 5.24.0 (2 runs)" in warning
+    assert str(root / "mixed") in warning and "torch versions" not in warning
+    assert str(root / "plain") + ":" not in warning

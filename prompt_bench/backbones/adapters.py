@@ -12,6 +12,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import cached_property
 
 import torch
 from torch import Tensor, nn
@@ -20,11 +21,12 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from prompt_bench.backbones.prefixes import (
     PrefixGeometry,
-    accepts_argument,
+    cache_keyword,
     key_side_mask,
     mpnet_prefixed_attention,
     pre_hooks_passing_cache,
     prefix_cache,
+    transformers_version,
 )
 from prompt_bench.errors import ConfigError
 
@@ -115,6 +117,17 @@ class BackboneAdapter(nn.Module):
     def _prefix_obstacle(self) -> str | None:
         """Why this model, in a family that takes prefixes, cannot take them (its layout), or None."""
         return None
+
+    @cached_property
+    def _base_cache_keyword(self) -> str | None:
+        """The keyword the base model's forward takes a key/value cache under (probed once)."""
+        return cache_keyword(self.model.base_model.forward)
+
+    def _no_cache_sentence(self, module: nn.Module, reach: str) -> str:
+        return (
+            f"backbone '{self.name}' ({type(module).__name__}, transformers {transformers_version()}) takes no "
+            f"key/value cache (neither `cache` nor `past_key_values`), so deep prompts cannot reach {reach}"
+        )
 
     ffn_down_projection: str = ""
     """Regex (searched in module names) of each layer's FFN output projection, whose input is the
@@ -247,13 +260,9 @@ class EncoderAdapter(BackboneAdapter):
         return self.model.base_model(inputs_embeds=inputs_embeds, attention_mask=attention_mask).last_hidden_state
 
     def _prefix_obstacle(self) -> str | None:
-        base = self.model.base_model
-        if self._is_mpnet() or accepts_argument(base.forward, "past_key_values"):
+        if self._is_mpnet() or self._base_cache_keyword is not None:
             return None
-        return (
-            f"backbone '{self.name}' ({type(base).__name__}) takes no past_key_values, so deep prompts cannot reach "
-            "its attention layers; BERT, RoBERTa, MiniLM and MPNet encoders can"
-        )
+        return self._no_cache_sentence(self.model.base_model, "its attention layers")
 
     def _is_mpnet(self) -> bool:
         return self.model.config.model_type == "mpnet"
@@ -271,7 +280,7 @@ class EncoderAdapter(BackboneAdapter):
         if self._is_mpnet():
             with mpnet_prefixed_attention(base.encoder, layer_prefixes, length):
                 return base(**inputs).last_hidden_state
-        return base(**inputs, past_key_values=prefix_cache(layer_prefixes)).last_hidden_state
+        return base(**inputs, **{self._base_cache_keyword: prefix_cache(layer_prefixes)}).last_hidden_state
 
     def _shifted_position_ids(self, n_prefix: int, length: int, device: torch.device) -> Tensor:
         """(1, T) absolute positions of the input after m prefix positions. RoBERTa-style embeddings
@@ -317,20 +326,27 @@ class Seq2SeqAdapter(BackboneAdapter):
     def body(self, inputs_embeds: Tensor, attention_mask: Tensor) -> Tensor:
         return self.model.get_encoder()(inputs_embeds=inputs_embeds, attention_mask=attention_mask).last_hidden_state
 
+    @cached_property
     def _encoder_self_attentions(self) -> list[nn.Module] | None:
-        """Each T5-style encoder block's self-attention, or None for another layout."""
+        """Each T5-style encoder block's self-attention, or None for another layout (probed once)."""
         blocks = getattr(self.model.get_encoder(), "block", None)
         if blocks is None:
             return None
         attentions = [getattr(block.layer[0], "SelfAttention", None) for block in blocks]
-        if any(attention is None or not accepts_argument(attention.forward, "past_key_values")
-               for attention in attentions):
-            return None
-        return attentions
+        return None if any(attention is None for attention in attentions) else attentions
+
+    @cached_property
+    def _attention_cache_keyword(self) -> str | None:
+        """The one keyword every encoder self-attention takes a cache under, or None."""
+        keywords = {cache_keyword(attention.forward) for attention in self._encoder_self_attentions or []}
+        return keywords.pop() if len(keywords) == 1 else None
 
     def _prefix_obstacle(self) -> str | None:
-        if self._encoder_self_attentions() is None:
+        attentions = self._encoder_self_attentions
+        if attentions is None:
             return f"backbone '{self.name}' has no T5-style encoder blocks, so deep prompts cannot reach its encoder"
+        if self._attention_cache_keyword is None:
+            return self._no_cache_sentence(attentions[0], "its encoder's self-attention layers")
         return None
 
     def body_with_prefixes(self, inputs_embeds: Tensor, attention_mask: Tensor, layer_prefixes: Tensor) -> Tensor:
@@ -338,7 +354,8 @@ class Seq2SeqAdapter(BackboneAdapter):
         cache it is given, so the prefilled cache is handed to each self-attention directly; T5's
         relative position bias then places the prefix at positions 0..m-1 by itself."""
         encoder = self.model.get_encoder()
-        with pre_hooks_passing_cache(self._encoder_self_attentions(), prefix_cache(layer_prefixes)):
+        cache = prefix_cache(layer_prefixes)
+        with pre_hooks_passing_cache(self._encoder_self_attentions, self._attention_cache_keyword, cache):
             return encoder(
                 inputs_embeds=inputs_embeds, attention_mask=key_side_mask(attention_mask, layer_prefixes.shape[-2])
             ).last_hidden_state
@@ -382,12 +399,9 @@ class CausalAdapter(BackboneAdapter):
         return self.model.base_model(inputs_embeds=inputs_embeds, attention_mask=attention_mask).last_hidden_state
 
     def _prefix_obstacle(self) -> str | None:
-        base = self.model.base_model
-        if accepts_argument(base.forward, "past_key_values"):
+        if self._base_cache_keyword is not None:
             return None
-        return (
-            f"backbone '{self.name}' ({type(base).__name__}) takes no past_key_values, so deep prompts cannot reach it"
-        )
+        return self._no_cache_sentence(self.model.base_model, "its attention layers")
 
     def body_with_prefixes(self, inputs_embeds: Tensor, attention_mask: Tensor, layer_prefixes: Tensor) -> Tensor:
         """The prefixes as a prefilled cache: a decoder's causal mask and positions already account
@@ -395,7 +409,7 @@ class CausalAdapter(BackboneAdapter):
         return self.model.base_model(
             inputs_embeds=inputs_embeds,
             attention_mask=key_side_mask(attention_mask, layer_prefixes.shape[-2]),
-            past_key_values=prefix_cache(layer_prefixes),
+            **{self._base_cache_keyword: prefix_cache(layer_prefixes)},
         ).last_hidden_state
 
     def label_word_scores(self, output: BackboneOutput, input_ids: Tensor, label_token_ids: list[list[int]]) -> Tensor:

@@ -45,16 +45,33 @@ def prefix_cache(layer_prefixes: Tensor) -> DynamicCache:
     return DynamicCache(ddp_cache_data=[(keys, values) for keys, values in layer_prefixes])
 
 
-def accepts_argument(function, name: str) -> bool:
-    return name in inspect.signature(function).parameters
+CACHE_KEYWORDS = ("cache", "past_key_values")
+"""The keyword a Hugging Face forward takes its key/value cache under: `cache` from transformers
+5.24 on, `past_key_values` up to 5.23 (5.24 keeps it as a deprecated alias until 5.40)."""
+
+
+def cache_keyword(function) -> str | None:
+    """The keyword under which `function` takes a key/value cache, or None if it takes none.
+
+    Read from the signature (a `deprecate_kwarg` wrapper exposes the wrapped one), newest name
+    first, so one probe serves both transformers APIs.
+    """
+    parameters = inspect.signature(function).parameters
+    return next((keyword for keyword in CACHE_KEYWORDS if keyword in parameters), None)
+
+
+def transformers_version() -> str:
+    import transformers
+
+    return transformers.__version__
 
 
 @contextmanager
-def pre_hooks_passing_cache(attentions: Sequence[nn.Module], cache: DynamicCache) -> Iterator[None]:
-    """For the duration, every module in `attentions` is called with past_key_values=cache."""
+def pre_hooks_passing_cache(attentions: Sequence[nn.Module], keyword: str, cache: DynamicCache) -> Iterator[None]:
+    """For the duration, every module in `attentions` is called with `keyword`=cache."""
 
     def pass_cache(module: nn.Module, args: tuple, kwargs: dict) -> tuple[tuple, dict]:
-        return args, {**kwargs, "past_key_values": cache}
+        return args, {**kwargs, keyword: cache}
 
     handles = [attention.register_forward_pre_hook(pass_cache, with_kwargs=True) for attention in attentions]
     try:

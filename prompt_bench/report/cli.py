@@ -21,6 +21,7 @@ from prompt_bench.report.load import iter_records, load_records
 from prompt_bench.report.output import print_table, write_report
 from prompt_bench.report.tables import DEFAULT_GROUP_BY
 from prompt_bench.report.transfer import has_transfer_runs
+from prompt_bench.report.versions import version_mixes
 
 STATUSES = ("ok", "failed", "running")
 PIPE_WIDTH = 200  # rich's 80 columns squeeze a wide table when the output is a file or a pipe
@@ -100,6 +101,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             "running runs (e.g. outputs/sweeps/<date>), or check the path."
         )
         return 1
+    for sentence in version_mixes(frame):
+        console.print(f"[yellow]warning:[/yellow] {sentence}", soft_wrap=True)
     group_by = split_names(args.group_by)
     if group_by == list(DEFAULT_GROUP_BY) and has_transfer_runs(frame):
         group_by.append("transfer")  # spot/panda rows of one target differ by their pair
