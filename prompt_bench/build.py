@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import partial
+from pathlib import Path
 
 import pytorch_lightning as pl
 from hydra.utils import get_class, instantiate
@@ -16,7 +17,10 @@ from prompt_bench.errors import ConfigError
 from prompt_bench.heads import HEADS, Head
 from prompt_bench.methods.base import MethodContext, PromptMethod
 from prompt_bench.module import PromptModule
-from prompt_bench.transfer import check_pair, pair_transferability, source_prompt_file, teacher_logits_file
+from prompt_bench.records import resolved_config, run_key
+from prompt_bench.training import Outcome, fit_and_test
+from prompt_bench.transfer.artefacts import pair_transferability, source_prompt_file, teacher_logits_file
+from prompt_bench.transfer.pairs import check_pair
 
 
 @dataclass
@@ -75,17 +79,34 @@ def build_experiment(cfg: DictConfig) -> Experiment:
 
 
 def method_extras(cfg: DictConfig, method: PromptMethod, adapter: BackboneAdapter) -> dict:
-    """Artefacts a method asks for by name (a transfer method's source prompt, PANDA's teacher
-    logits, and with adaptive KD the pair's transferability)."""
-    extras = {}
+    """What the method declares in `method.needs`, served by name (each made once and shared, see
+    `prompt_bench.transfer.artefacts`): `source_prompt` (the pair's source prompt file),
+    `teacher_logits` (PANDA's PoT teacher logits file), `transferability` (the pair's MSS, float).
+
+    Every need comes from a transfer pair; without one nothing is served and the method's
+    `prepare` says which pair is missing.
+    """
     check_pair(cfg)
-    if getattr(method, "needs_source_prompt", False) and cfg.get("transfer"):
-        extras["source_prompt"] = source_prompt_file(cfg)
-    if getattr(method, "needs_teacher", False) and cfg.get("transfer"):
-        extras["teacher_logits"] = teacher_logits_file(cfg)
-    if getattr(method, "adaptive_kd", False) and cfg.get("transfer"):
-        extras["transferability"] = pair_transferability(cfg, adapter)
-    return extras
+
+    def train_run(config: DictConfig, run_dir: Path) -> tuple[Experiment, Outcome]:
+        """A run another run depends on (a source prompt, a teacher), trained like any run."""
+        experiment = build_experiment(config)
+        return experiment, fit_and_test(config, experiment, run_dir, run_key(resolved_config(config)))
+
+    makers = {  # made in this order
+        "source_prompt": lambda: source_prompt_file(cfg, train_run),
+        "teacher_logits": lambda: teacher_logits_file(cfg, train_run),
+        "transferability": lambda: pair_transferability(cfg, adapter, build_head, train_run),
+    }
+    unknown = sorted(method.needs - makers.keys())
+    if unknown:
+        raise ConfigError(
+            f"method '{cfg.method.name}' needs {', '.join(unknown)}, which the builder cannot serve "
+            f"(it serves {', '.join(makers)})."
+        )
+    if not cfg.get("transfer"):
+        return {}
+    return {name: make() for name, make in makers.items() if name in method.needs}
 
 
 def check_all_classes(cfg: DictConfig) -> None:

@@ -109,7 +109,7 @@ def drop_unused_transfer(cfg: DictConfig) -> None:
     if not cfg.get("transfer"):
         return
     method_class = get_class(cfg.method.module._target_)
-    if getattr(method_class, "needs_source_prompt", False) or getattr(method_class, "needs_teacher", False):
+    if method_class.needs:
         return
     log.info("method '%s' transfers nothing: running it on the target '%s' alone", cfg.method.name, cfg.dataset.name)
     with open_dict(cfg):

@@ -8,7 +8,7 @@ import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from hydra.utils import instantiate
@@ -17,8 +17,10 @@ from pytorch_lightning.callbacks import ModelCheckpoint
 from pytorch_lightning.plugins.environments import SLURMEnvironment
 from safetensors.torch import save_file
 
-from prompt_bench.build import Experiment
 from prompt_bench.efficiency import EpochLine, TrainThroughput
+
+if TYPE_CHECKING:  # annotations only: the builder imports this module to train dependency runs
+    from prompt_bench.build import Experiment
 
 PROMPT_FILE = "prompt.safetensors"
 log = logging.getLogger("prompt_bench")

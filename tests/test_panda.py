@@ -12,7 +12,7 @@ from torch.nn import functional as F
 from prompt_bench.build import build_experiment
 from prompt_bench.methods.panda import distillation_loss
 from prompt_bench.run import run_experiment
-from prompt_bench.transfer import teacher_logits_file
+from prompt_bench.transfer.artefacts import teacher_logits_file
 
 TINY = ("method=panda", "transfer=tweets_airline_to_cars", "backbone=tiny_bert", "trainer=debug", "logger=none")
 
@@ -77,14 +77,15 @@ def test_panda_without_a_pair_names_the_missing_teacher(make_config):
 
 
 def test_adaptive_kd_scales_the_weight_by_the_pairs_stimulation_similarity(make_config):
-    from prompt_bench.transfer import source_prompt_file, target_prompt_file
-    from prompt_bench.transferability import input_batches, load_prompt, stimulation, stimulation_similarity
+    from prompt_bench.build import build_head
+    from prompt_bench.transfer.artefacts import source_prompt_file, target_prompt_file
+    from prompt_bench.transfer.metrics import input_batches, load_prompt, stimulation, stimulation_similarity
 
     cfg = make_config(*TINY, "method.module.adaptive_kd=true", "method.module.beta=0.5")
     experiment = build_experiment(cfg)
     method, adapter = experiment.method, experiment.adapter
     assert source_prompt_file(cfg) != target_prompt_file(cfg)  # airline's prompt vs cars' own prompt
-    batches = input_batches(cfg, adapter, 64)
+    batches = input_batches(cfg, adapter, 64, build_head)
     by_hand = stimulation_similarity(
         stimulation(adapter, load_prompt(cfg.method.module, source_prompt_file(cfg), adapter), batches),
         stimulation(adapter, load_prompt(cfg.method.module, target_prompt_file(cfg), adapter), batches),

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-from prompt_bench.build import build_experiment
+from prompt_bench.build import build_experiment, method_extras
+from prompt_bench.errors import ConfigError
+from prompt_bench.methods.panda import PANDA
+from prompt_bench.methods.prompt_tuning import PromptTuning
+from prompt_bench.methods.spot import SPoT
 from prompt_bench.run import run_experiment
-from prompt_bench.transfer import source_prompt_file
+from prompt_bench.transfer.artefacts import source_prompt_file
 from tests.conftest import CONF_DIR
 
 TINY = ("backbone=tiny_bert", "trainer=debug", "logger=none")
@@ -36,6 +41,18 @@ def test_spot_target_prompt_starts_equal_to_the_source_prompt(make_config, cache
     build_experiment(make_config("method=spot", "transfer=tweets_airline_to_cars", *TINY))
     assert source_file.stat().st_mtime_ns == before
     assert source_prompt_file(cfg) == source_file
+
+
+def test_methods_declare_their_needs_and_the_builder_refuses_unknown_ones(make_config):
+    assert PromptTuning.needs == frozenset()
+    assert SPoT.needs == {"source_prompt"}
+    assert PANDA.needs == {"teacher_logits"} and PANDA(adaptive_kd=True).needs == {"teacher_logits", "transferability"}
+    assert PANDA.needs == {"teacher_logits"}  # the instance's extra need stays on the instance
+    method = PromptTuning()
+    method.needs = frozenset({"meta_init"})
+    with pytest.raises(ConfigError, match="needs meta_init, which the builder cannot serve"):
+        method_extras(make_config("method=spot", "transfer=tweets_airline_to_cars", *TINY), method, adapter=None)
+    assert method_extras(make_config("dataset=synthetic", *TINY), PromptTuning(), adapter=None) == {}
 
 
 def test_spot_without_a_pair_says_so(make_config, tmp_path):

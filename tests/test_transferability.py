@@ -14,7 +14,7 @@ from prompt_bench.methods.base import MethodContext
 from prompt_bench.methods.prompt_tuning import PromptTuning
 from prompt_bench.report.transfer import metric_correlations, transfer_gains
 from prompt_bench.report.load import load_records
-from prompt_bench.transferability import (
+from prompt_bench.transfer.metrics import (
     eavg_similarity,
     neuron_overlap,
     pair_metrics,
@@ -135,7 +135,7 @@ def test_transfer_matrix_smoke_sweep_gives_metric_matrices_gains_and_correlation
     assert sorted(baselines["config.dataset.name"]) == ["tweets_apple", "tweets_cars"]
     assert baselines["config.transfer"].isna().all()
 
-    from prompt_bench.report.transferability import main as transferability_main
+    from prompt_bench.transfer.matrix import main as transferability_main
     from prompt_bench.report import main as report_main
 
     assert transferability_main([str(sweep)]) == 0

@@ -40,6 +40,12 @@ class PromptMethod(nn.Module):
     required_head: str | None = None
     """A head this method only makes sense with (e.g. linear_probe -> linear), or None."""
 
+    needs: frozenset[str] = frozenset()
+    """What the builder must make before `prepare`, handed in as `context.extras[name]`:
+    "source_prompt" (the transfer pair's source prompt file), "teacher_logits" (PANDA's PoT teacher
+    logits file), "transferability" (the pair's MSS). Empty: the method transfers nothing, and a
+    transfer pair given with it is dropped (it runs on the target alone)."""
+
     def prepare(self, context: MethodContext) -> None:
         """Work done once before training (initialise from the vocabulary, load a source prompt...)."""
 

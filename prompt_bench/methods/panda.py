@@ -1,7 +1,7 @@
 """PANDA (Zhong et al., 2022/2024): prompt transfer through knowledge distillation.
 
 Teacher: the PoT model (source prompt transferred, then tuned on the target task), whose logits on
-the target training split are a shared artefact (`prompt_bench.transfer.teacher_logits_file`) and
+the target training split are a shared artefact (`prompt_bench.transfer.artefacts.teacher_logits_file`) and
 never change. Student: a freshly initialised prompt (deep P-tuning v2 prefixes by default, as in
 the official code) trained with
 
@@ -47,7 +47,7 @@ def distillation_loss(
 class PANDA(PromptTuning):
     """A fresh student prompt distilled from the (frozen, cached) PoT teacher's target logits."""
 
-    needs_teacher = True
+    needs = frozenset({"teacher_logits"})
 
     def __init__(
         self,
@@ -65,6 +65,8 @@ class PANDA(PromptTuning):
             raise ConfigError(f"method.module.temperature must be > 0, got {temperature}.")
         self.kd_weight = 0.1 * beta
         self.adaptive_kd = adaptive_kd
+        if adaptive_kd:
+            self.needs = self.needs | {"transferability"}
         self.transferability: float | None = None
         self.kd_kind = kd_loss
         self.temperature = temperature

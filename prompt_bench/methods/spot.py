@@ -11,10 +11,10 @@ class SPoT(PromptTuning):
     """Prompt tuning whose P starts as the source task's trained prompt, then tunes on the target.
 
     The source prompt is a shared artefact (trained once per source task, backbone, prompt
-    settings and seed; see `prompt_bench.transfer`), handed in as `context.extras["source_prompt"]`.
+    settings and seed; see `prompt_bench.transfer.artefacts`), handed in as `context.extras["source_prompt"]`.
     """
 
-    needs_source_prompt = True
+    needs = frozenset({"source_prompt"})
 
     def __init__(self, **prompt_tuning_options) -> None:
         prompt_tuning_options.pop("init_file", None)

@@ -18,12 +18,20 @@ from scipy.stats import kendalltau, spearmanr
 from prompt_bench.report.load import SHORT_NAMES
 from prompt_bench.report.plots import matrix_heatmap
 from prompt_bench.report.tables import latest_per_run, per_run_scores
-from prompt_bench.report.transferability import CSV_NAME, metric_matrices
 
 TRANSFER_COLUMN = SHORT_NAMES["transfer"]
 SOURCE_COLUMN = "config.transfer.source.name"
 BASELINE_METHOD = "prompt_tuning"
 MIN_PAIRS = 3  # fewer cells than this give no meaningful rank correlation
+CSV_NAME = "transferability.csv"  # written by `prompt-bench-transferability` (prompt_bench.transfer.matrix)
+
+
+def metric_matrices(frame: pd.DataFrame) -> dict[tuple[str, str, str], pd.DataFrame]:
+    """(backbone, depth, metric) -> source x target matrix of a transferability.csv frame, averaged over seeds."""
+    matrices = {}
+    for (backbone, depth, metric), part in frame.groupby(["backbone", "depth", "metric"], sort=True):
+        matrices[(backbone, depth, metric)] = part.pivot_table(index="source", columns="target", values="value", aggfunc="mean")
+    return matrices
 
 
 def has_transfer_runs(frame: pd.DataFrame) -> bool:

@@ -20,7 +20,7 @@ prefix tables row by row in place of prompt tokens.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 
 import torch
@@ -33,18 +33,21 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from prompt_bench.backbones import BackboneAdapter
 from prompt_bench.data import make_split
 from prompt_bench.data.datamodule import PadCollator
+from prompt_bench.heads import Head
 from prompt_bench.methods.base import MethodContext
 from prompt_bench.methods.prompt_tuning import PromptTuning
+from prompt_bench.transfer.pairs import prompt_tuning_options
 
 METRICS = ("e_avg", "token_avg", "mss", "neuron_overlap")
 PROMPT_TUNING_TARGET = "prompt_bench.methods.prompt_tuning.PromptTuning"
+HeadBuilder = Callable[..., Head]
+"""The builder's head factory, `prompt_bench.build.build_head(head_cfg, adapter, label_names, method,
+method_name)`, handed in so this module does not import the builder (which imports it)."""
 
 
 def load_prompt(module_cfg: dict | DictConfig, prompt_file, adapter: BackboneAdapter) -> PromptTuning:
     """A saved prompt.safetensors as a PromptTuning module on `adapter`, with the prompt settings
     (depth, n_tokens, ...) of the run that saved it (`module_cfg`, its method.module)."""
-    from prompt_bench.transfer import prompt_tuning_options  # transfer imports this module
-
     if isinstance(module_cfg, DictConfig):  # a node of a larger config: resolve its ${seed}-style links first
         module_cfg = OmegaConf.to_container(module_cfg, resolve=True)
     module = prompt_tuning_options(OmegaConf.create(module_cfg), PROMPT_TUNING_TARGET)
@@ -55,10 +58,11 @@ def load_prompt(module_cfg: dict | DictConfig, prompt_file, adapter: BackboneAda
     return method
 
 
-def input_batches(cfg: DictConfig, adapter: BackboneAdapter, max_inputs: int, batch_size: int = 32) -> list[dict]:
-    """The first max_inputs training inputs of cfg's dataset, encoded as its runs encode them."""
-    from prompt_bench.build import build_head  # build imports transfer, which imports this module
-
+def input_batches(
+    cfg: DictConfig, adapter: BackboneAdapter, max_inputs: int, build_head: HeadBuilder, batch_size: int = 32
+) -> list[dict]:
+    """The first max_inputs training inputs of cfg's dataset, encoded as its runs encode them
+    (with a mask token when cfg's head reads one), in padded batches of batch_size."""
     dataset = cfg.dataset
     split = make_split(instantiate(dataset.task), dataset.k_shot, dataset.split_seed, dataset.get("max_test_examples"))
     head = build_head(cfg.head, adapter, split.label_names, PromptTuning(), "prompt_tuning")

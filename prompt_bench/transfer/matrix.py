@@ -6,7 +6,8 @@ trained prompts a sweep holds, as `transferability.csv` (long) plus one matrix p
 A task's prompt is its target-only prompt-tuning run (`method=prompt_tuning`, no pair) or, for a
 task that is only ever a source, the source-prompt artefact a transfer run in DIR used. Prompts are
 compared within one (backbone, depth, seed); the stimulation metrics read the target's training
-inputs (at most --max-inputs). See `prompt_bench.transferability` for the formulas.
+inputs (at most --max-inputs). See `prompt_bench.transfer.metrics` for the formulas. This is the
+compute side (backbones, forward passes); the report only reads the CSV it writes.
 """
 
 from __future__ import annotations
@@ -26,14 +27,17 @@ from omegaconf import OmegaConf
 from rich.console import Console
 
 from prompt_bench.artefacts import ArtefactStore
+from prompt_bench.build import build_head
 from prompt_bench.records import read_record
 from prompt_bench.report.load import iter_records
 from prompt_bench.report.plots import matrix_heatmap
-from prompt_bench.transfer import PROMPT_FILE, source_config, source_prompt_spec
-from prompt_bench.transferability import input_batches, load_prompt, pair_metrics, prompt_vectors, stimulation
+from prompt_bench.report.transfer import CSV_NAME, metric_matrices
+from prompt_bench.transfer.artefacts import source_prompt_spec
+from prompt_bench.transfer.metrics import input_batches, load_prompt, pair_metrics, prompt_vectors, stimulation
+from prompt_bench.transfer.pairs import PROMPT_FILE, source_config
 
-log = logging.getLogger("prompt_bench.report")
-CSV_NAME = "transferability.csv"
+log = logging.getLogger("prompt_bench.transfer")
+MARKDOWN_NAME = "transferability.md"
 
 
 @dataclass(frozen=True)
@@ -53,6 +57,7 @@ class TaskPrompt:
 
 
 def task_prompt(config: dict[str, Any], prompt_file: Path) -> TaskPrompt:
+    """The TaskPrompt of a run's resolved config and the prompt file it saved."""
     return TaskPrompt(
         task=config["dataset"]["name"],
         backbone=config["backbone"]["name"],
@@ -97,7 +102,7 @@ def group_rows(prompts: list[TaskPrompt], max_inputs: int) -> list[dict[str, Any
     vectors = {task: prompt_vectors(method) for task, method in methods.items()}
     rows = []
     for target in prompts:
-        batches = input_batches(OmegaConf.create(target.config), adapter, max_inputs)
+        batches = input_batches(OmegaConf.create(target.config), adapter, max_inputs, build_head)
         stimulations = {task: stimulation(adapter, method, batches) for task, method in methods.items()}
         for source in prompts:
             metrics = pair_metrics(vectors[source.task], vectors[target.task], stimulations[source.task], stimulations[target.task])
@@ -124,14 +129,6 @@ def transferability_frame(root: Path, max_inputs: int = 64) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["backbone", "depth", "seed", "source", "target", "metric", "value"])
 
 
-def metric_matrices(frame: pd.DataFrame) -> dict[tuple[str, str, str], pd.DataFrame]:
-    """(backbone, depth, metric) -> source x target matrix, averaged over seeds."""
-    matrices = {}
-    for (backbone, depth, metric), part in frame.groupby(["backbone", "depth", "metric"], sort=True):
-        matrices[(backbone, depth, metric)] = part.pivot_table(index="source", columns="target", values="value", aggfunc="mean")
-    return matrices
-
-
 def write_transferability(frame: pd.DataFrame, out_dir: Path) -> list[Path]:
     """transferability.csv, transferability.md (one matrix per metric) and a heatmap PNG per matrix."""
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -144,8 +141,8 @@ def write_transferability(frame: pd.DataFrame, out_dir: Path) -> list[Path]:
         png = out_dir / f"transferability_{metric}_{backbone}_{depth}.png"
         matrix_heatmap(matrix, title, png, value_format=".2f")
         written.append(png)
-    (out_dir / "transferability.md").write_text("\n".join(sections))
-    return [*written, out_dir / "transferability.md"]
+    (out_dir / MARKDOWN_NAME).write_text("\n".join(sections))
+    return [*written, out_dir / MARKDOWN_NAME]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -168,5 +165,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     for path in write_transferability(frame, args.out or args.dir):
         console.print(f"wrote {path}")
-    console.print((args.out or args.dir) / "transferability.md", markup=False)
+    console.print((args.out or args.dir) / MARKDOWN_NAME, markup=False)
     return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,86 @@
+"""Transfer pairs: checking a (source task -> target task) pair, and the configs of the runs a
+transfer run depends on (the source prompt's run, PANDA's teacher run, the target's own prompt).
+
+Every derived config is a resolved copy of the target run's config with the same backbone, prompt
+settings, optimizer, trainer and seed, no logger and no zero-shot pass; only what makes it a
+source, teacher or target-prompt run changes.
+"""
+
+from __future__ import annotations
+
+import inspect
+from pathlib import Path
+
+from omegaconf import DictConfig, OmegaConf, open_dict
+
+from prompt_bench.errors import ConfigError
+from prompt_bench.methods.prompt_tuning import PromptTuning
+
+SOURCE_METHOD_TARGET = "prompt_bench.methods.prompt_tuning.PromptTuning"
+TEACHER_METHOD_TARGET = "prompt_bench.methods.spot.SPoT"
+PROMPT_FILE = "prompt.safetensors"
+
+
+def check_pair(cfg: DictConfig) -> None:
+    """A transfer pair must name two different tasks."""
+    if cfg.get("transfer") and cfg.transfer.source.name == cfg.dataset.name:
+        raise ConfigError(
+            f"transfer pair '{cfg.transfer.name}' has the same source and target task ('{cfg.dataset.name}'); "
+            "pick a pair with a different source."
+        )
+
+
+def derived_config(cfg: DictConfig, output_dir: Path) -> DictConfig:
+    """A resolved copy of `cfg` for a run another run depends on: no logger, no zero-shot pass,
+    writing into output_dir. Callers change what makes it a source or a teacher run."""
+    derived = OmegaConf.create(OmegaConf.to_container(cfg, resolve=True))
+    with open_dict(derived):
+        derived.logger = {}
+        derived.zero_shot = False
+        derived.paths.output_dir = str(output_dir)
+    return derived
+
+
+def prompt_tuning_options(module: DictConfig, target: str) -> DictConfig:
+    """A method module config reduced to PromptTuning's options (drops e.g. PANDA's KD keys),
+    instantiating `target` (a PromptTuning or a subclass taking the same options)."""
+    accepted = set(inspect.signature(PromptTuning.__init__).parameters) - {"self"}
+    kept = {key: value for key, value in module.items() if key in accepted}
+    return OmegaConf.create({"_target_": target, **kept})
+
+
+def source_config(cfg: DictConfig, output_dir: Path) -> DictConfig:
+    """The run that trains the source prompt: same backbone, prompt settings, optimizer, trainer
+    and seed as the target run, on the source task, with plain prompt tuning and no logger."""
+    source = derived_config(cfg, output_dir)
+    with open_dict(source):
+        source.dataset = source.transfer.source
+        source.transfer = None
+        source.method.name = "prompt_tuning"
+        source.method.module = prompt_tuning_options(source.method.module, SOURCE_METHOD_TARGET)
+        source.method.module.init = "vocab"
+        source.method.module.pop("init_file", None)
+        source.method.pop("teacher_lr", None)
+    return source
+
+
+def teacher_config(cfg: DictConfig, output_dir: Path) -> DictConfig:
+    """PANDA's teacher run: PoT (SPoT) on the target task with the student's prompt settings and
+    the PoT learning rate (`method.teacher_lr`), no logger."""
+    teacher = derived_config(cfg, output_dir)
+    with open_dict(teacher):
+        teacher.method.name = "spot"
+        teacher.method.module = prompt_tuning_options(teacher.method.module, TEACHER_METHOD_TARGET)
+        if teacher.method.get("teacher_lr") is not None:
+            teacher.method.optimizer.lr = teacher.method.teacher_lr
+        teacher.method.pop("teacher_lr", None)
+    return teacher
+
+
+def as_own_source(cfg: DictConfig) -> DictConfig:
+    """`cfg` with the target task as its own source: its source prompt is then the target's own
+    prompt (plain prompt tuning on the target with the run's prompt settings and seed)."""
+    own = OmegaConf.create(OmegaConf.to_container(cfg, resolve=True))
+    with open_dict(own):
+        own.transfer.source = own.dataset
+    return own
