@@ -1,0 +1,75 @@
+"""The config tree: every experiment preset composes and runs on tiny models, every dataset carries the
+few-shot keys."""
+
+from __future__ import annotations
+
+import pytest
+from omegaconf import OmegaConf
+
+from prompt_bench.run import run_experiment
+from tests.conftest import CONF_DIR
+
+EXPERIMENTS = sorted(path.stem for path in (CONF_DIR / "experiment").glob("*.yaml"))
+DATASETS = sorted(path.stem for path in (CONF_DIR / "dataset").glob("*.yaml"))
+FEW_SHOT_KEYS = {"k_shot", "split_seed", "max_test_examples", "max_length", "batch_size", "eval_batch_size",
+                 "classes", "n_base"}
+# Presets that cannot run here, and why (every other preset must run).
+NOT_RUNNABLE_OFFLINE = {"transfer_matrix_hub": "its pairs load GLUE/SuperGLUE from the Hugging Face hub"}
+
+
+def swept_values(experiment: str) -> dict[str, list[str]]:
+    """conf/experiment/<experiment>.yaml's hydra.sweeper.params, each value list split on commas."""
+    preset = OmegaConf.load(CONF_DIR / "experiment" / f"{experiment}.yaml")
+    params = OmegaConf.to_container(preset.hydra.sweeper.params)
+    return {key: str(values).split(",") for key, values in params.items()}
+
+
+def tiny_cell(experiment: str, make_config) -> dict[str, str]:
+    """The preset's last sweep cell, shrunk: tiny backbone of the same family, synthetic data unless the cell
+    is a transfer pair (then 64 test examples on each side), one short epoch, no logger."""
+    cell = {key: values[-1] for key, values in swept_values(experiment).items()}
+    cfg = make_config(f"experiment={experiment}", *(f"{key}={value}" for key, value in cell.items()))
+    shrink = {"trainer": "debug", "trainer.max_epochs": "1", "logger": "none", "sweep_name": experiment}
+    if cfg.backbone.family == "dual_encoder":
+        shrink |= {"backbone": "tiny_clip", "dataset": "synthetic_images"}
+    elif cfg.get("transfer") is not None:
+        shrink |= {"backbone": "tiny_bert", "dataset.max_test_examples": "64", "++transfer.source.max_test_examples": "64"}
+    else:
+        shrink |= {"backbone": "tiny_bert", "dataset": "synthetic"}
+    return cell | shrink
+
+
+@pytest.mark.parametrize("experiment", EXPERIMENTS)
+def test_every_experiment_composes_with_every_swept_value(experiment, make_config):
+    preset = OmegaConf.load(CONF_DIR / "experiment" / f"{experiment}.yaml")
+    assert (CONF_DIR / "experiment" / f"{experiment}.yaml").read_text().startswith("# @package _global_\n# ")
+    cfg = make_config(f"experiment={experiment}")
+    assert cfg.sweep_name == experiment == preset.sweep_name  # a fixed name, so a relaunch resumes
+    for key, values in swept_values(experiment).items():
+        for value in values:
+            cfg = make_config(f"experiment={experiment}", f"{key}={value}")
+            if key in ("dataset", "backbone", "transfer"):
+                assert cfg[key].name == value
+            elif key != "method":  # method names may differ from their file (dept_coop runs as coop+dept)
+                assert str(OmegaConf.select(cfg, key)) == value
+
+
+@pytest.mark.parametrize("experiment", EXPERIMENTS)
+def test_every_experiment_runs_one_cell_on_tiny_models(experiment, make_config):
+    if experiment in NOT_RUNNABLE_OFFLINE:
+        pytest.skip(f"experiment={experiment} is composed only: {NOT_RUNNABLE_OFFLINE[experiment]}")
+    cell = tiny_cell(experiment, make_config)
+    record = run_experiment(make_config(f"experiment={experiment}", *(f"{k}={v}" for k, v in cell.items())))
+    assert record["status"] == "ok", record.get("error")
+    assert record["config"]["sweep_name"] == experiment
+
+
+@pytest.mark.parametrize("dataset", DATASETS)
+def test_every_dataset_composes_with_the_few_shot_keys(dataset, make_config):
+    cfg = make_config(f"dataset={dataset}", "seed=21")
+    assert cfg.dataset.name == dataset
+    assert FEW_SHOT_KEYS <= set(cfg.dataset), FEW_SHOT_KEYS - set(cfg.dataset)
+    assert cfg.dataset.split_seed == 21  # the few-shot sample follows the run's seed
+    assert cfg.dataset.classes in ("all", "base", "new")
+    assert cfg.dataset.k_shot == (8 if dataset == "synthetic_images" else 16)
+    assert (CONF_DIR / "dataset" / f"{dataset}.yaml").read_text().startswith("# ")
