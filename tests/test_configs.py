@@ -11,6 +11,7 @@ from tests.conftest import CONF_DIR
 
 EXPERIMENTS = sorted(path.stem for path in (CONF_DIR / "experiment").glob("*.yaml"))
 DATASETS = sorted(path.stem for path in (CONF_DIR / "dataset").glob("*.yaml"))
+FEW_SHOT_FILE = CONF_DIR / "dataset" / "shared" / "few_shot.yaml"  # included by every dataset
 FEW_SHOT_KEYS = {"k_shot", "split_seed", "max_test_examples", "max_length", "batch_size", "eval_batch_size",
                  "classes", "n_base"}
 # Presets that cannot run here, and why (every other preset must run).
@@ -72,4 +73,8 @@ def test_every_dataset_composes_with_the_few_shot_keys(dataset, make_config):
     assert cfg.dataset.split_seed == 21  # the few-shot sample follows the run's seed
     assert cfg.dataset.classes in ("all", "base", "new")
     assert cfg.dataset.k_shot == (8 if dataset == "synthetic_images" else 16)
-    assert (CONF_DIR / "dataset" / f"{dataset}.yaml").read_text().startswith("# ")
+    text = (CONF_DIR / "dataset" / f"{dataset}.yaml").read_text()
+    assert text.startswith("# ") and "  - shared/few_shot@_here_" in text
+    own, shared = (OmegaConf.to_container(OmegaConf.load(path)) for path in (CONF_DIR / "dataset" / f"{dataset}.yaml", FEW_SHOT_FILE))
+    repeated = [key for key in FEW_SHOT_KEYS if key in own and own[key] == shared[key]]
+    assert not repeated, f"conf/dataset/{dataset}.yaml repeats {repeated} from conf/dataset/shared/few_shot.yaml"
