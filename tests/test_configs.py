@@ -78,3 +78,12 @@ def test_every_dataset_composes_with_the_few_shot_keys(dataset, make_config):
     own, shared = (OmegaConf.to_container(OmegaConf.load(path)) for path in (CONF_DIR / "dataset" / f"{dataset}.yaml", FEW_SHOT_FILE))
     repeated = [key for key in FEW_SHOT_KEYS if key in own and own[key] == shared[key]]
     assert not repeated, f"conf/dataset/{dataset}.yaml repeats {repeated} from conf/dataset/shared/few_shot.yaml"
+
+
+def test_the_coop_family_shares_one_dassl_schedule(make_config):
+    schedule = OmegaConf.to_container(OmegaConf.load(CONF_DIR / "method" / "scheduler" / "warmup_cosine.yaml"))
+    for method in ("coop", "cocoop", "kgcoop", "dept", "dept_coop", "dept_cocoop", "dept_kgcoop"):
+        cfg = make_config(f"method={method}", "backbone=tiny_clip", "dataset=synthetic_images")
+        assert OmegaConf.to_container(cfg.method.scheduler) == schedule, method
+    inline = [path.name for path in (CONF_DIR / "method").glob("*.yaml") if "prompt_bench.schedules." in path.read_text()]
+    assert not inline, f"{inline} copy the schedule; use `- scheduler: warmup_cosine` in the defaults list"
