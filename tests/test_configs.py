@@ -1,7 +1,9 @@
 """The config tree: every experiment preset composes and runs on tiny models, every dataset carries the
-few-shot keys."""
+few-shot keys, the CoOp family shares one schedule, conf/transfer/ is what its generator writes."""
 
 from __future__ import annotations
+
+import importlib.util
 
 import pytest
 from omegaconf import OmegaConf
@@ -87,3 +89,32 @@ def test_the_coop_family_shares_one_dassl_schedule(make_config):
         assert OmegaConf.to_container(cfg.method.scheduler) == schedule, method
     inline = [path.name for path in (CONF_DIR / "method").glob("*.yaml") if "prompt_bench.schedules." in path.read_text()]
     assert not inline, f"{inline} copy the schedule; use `- scheduler: warmup_cosine` in the defaults list"
+
+
+def load_pair_generator():
+    path = CONF_DIR.parent / "scripts" / "make_transfer_pairs.py"
+    spec = importlib.util.spec_from_file_location("make_transfer_pairs", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_transfer_pairs_are_what_the_generator_writes(make_config):
+    generator = load_pair_generator()
+    assert generator.differences(CONF_DIR / "transfer") == [], "run: python scripts/make_transfer_pairs.py"
+    first = generator.pairs()[0]
+    cfg = make_config(f"transfer={first['name']}")
+    assert (cfg.transfer.name, cfg.transfer.source.name, cfg.dataset.name) == (first["name"], first["source"], first["target"])
+
+
+def test_pair_generator_check_reports_missing_changed_and_stale_files(tmp_path):
+    generator = load_pair_generator()
+    for name, text in generator.pair_files().items():
+        (tmp_path / name).write_text(text)
+    assert generator.differences(tmp_path) == []
+    (tmp_path / "mnli_to_cb.yaml").unlink()
+    (tmp_path / "sst2_to_wic.yaml").write_text("# hand-edited\n")
+    (tmp_path / "sst2_to_sst2.yaml").write_text("# not a pair\n")
+    assert generator.differences(tmp_path) == [
+        "changed sst2_to_wic.yaml", "missing mnli_to_cb.yaml", "stale sst2_to_sst2.yaml (not a listed pair)",
+    ]
