@@ -36,7 +36,8 @@ def tiny_cell(experiment: str, make_config) -> dict[str, str]:
     if cfg.backbone.family == "dual_encoder":
         shrink |= {"backbone": "tiny_clip", "dataset": "synthetic_images"}
     elif cfg.get("transfer") is not None:
-        shrink |= {"backbone": "tiny_bert", "dataset.max_test_examples": "64", "++transfer.source.max_test_examples": "64"}
+        shrink |= {"backbone": "tiny_bert", "dataset.max_test_examples": "64",
+                   "++transfer.source.max_test_examples": "64"}
     else:
         shrink |= {"backbone": "tiny_bert", "dataset": "synthetic"}
     return cell | shrink
@@ -44,8 +45,9 @@ def tiny_cell(experiment: str, make_config) -> dict[str, str]:
 
 @pytest.mark.parametrize("experiment", EXPERIMENTS)
 def test_every_experiment_composes_with_every_swept_value(experiment, make_config):
-    preset = OmegaConf.load(CONF_DIR / "experiment" / f"{experiment}.yaml")
-    assert (CONF_DIR / "experiment" / f"{experiment}.yaml").read_text().startswith("# @package _global_\n# ")
+    path = CONF_DIR / "experiment" / f"{experiment}.yaml"
+    assert path.read_text().startswith("# @package _global_\n# ")  # and a line saying what the preset runs
+    preset = OmegaConf.load(path)
     cfg = make_config(f"experiment={experiment}")
     assert cfg.sweep_name == experiment == preset.sweep_name  # a fixed name, so a relaunch resumes
     for key, values in swept_values(experiment).items():
@@ -75,9 +77,9 @@ def test_every_dataset_composes_with_the_few_shot_keys(dataset, make_config):
     assert cfg.dataset.split_seed == 21  # the few-shot sample follows the run's seed
     assert cfg.dataset.classes in ("all", "base", "new")
     assert cfg.dataset.k_shot == (8 if dataset == "synthetic_images" else 16)
-    text = (CONF_DIR / "dataset" / f"{dataset}.yaml").read_text()
-    assert text.startswith("# ") and "  - shared/few_shot@_here_" in text
-    own, shared = (OmegaConf.to_container(OmegaConf.load(path)) for path in (CONF_DIR / "dataset" / f"{dataset}.yaml", FEW_SHOT_FILE))
+    path = CONF_DIR / "dataset" / f"{dataset}.yaml"
+    assert path.read_text().startswith("# ") and "  - shared/few_shot@_here_" in path.read_text()
+    own, shared = (OmegaConf.to_container(OmegaConf.load(file)) for file in (path, FEW_SHOT_FILE))
     repeated = [key for key in FEW_SHOT_KEYS if key in own and own[key] == shared[key]]
     assert not repeated, f"conf/dataset/{dataset}.yaml repeats {repeated} from conf/dataset/shared/few_shot.yaml"
 
@@ -87,7 +89,8 @@ def test_the_coop_family_shares_one_dassl_schedule(make_config):
     for method in ("coop", "cocoop", "kgcoop", "dept", "dept_coop", "dept_cocoop", "dept_kgcoop"):
         cfg = make_config(f"method={method}", "backbone=tiny_clip", "dataset=synthetic_images")
         assert OmegaConf.to_container(cfg.method.scheduler) == schedule, method
-    inline = [path.name for path in (CONF_DIR / "method").glob("*.yaml") if "prompt_bench.schedules." in path.read_text()]
+    method_files = (CONF_DIR / "method").glob("*.yaml")
+    inline = [path.name for path in method_files if "prompt_bench.schedules." in path.read_text()]
     assert not inline, f"{inline} copy the schedule; use `- scheduler: warmup_cosine` in the defaults list"
 
 
@@ -102,9 +105,10 @@ def load_pair_generator():
 def test_transfer_pairs_are_what_the_generator_writes(make_config):
     generator = load_pair_generator()
     assert generator.differences(CONF_DIR / "transfer") == [], "run: python scripts/make_transfer_pairs.py"
-    first = generator.pairs()[0]
-    cfg = make_config(f"transfer={first['name']}")
-    assert (cfg.transfer.name, cfg.transfer.source.name, cfg.dataset.name) == (first["name"], first["source"], first["target"])
+    for pair in generator.pairs():  # transfer=<source>_to_<target> sets the source and the target it names
+        cfg = make_config(f"transfer={pair['name']}")
+        assert (cfg.transfer.name, cfg.transfer.source.name, cfg.dataset.name) == (
+            pair["name"], pair["source"], pair["target"])
 
 
 def test_pair_generator_check_reports_missing_changed_and_stale_files(tmp_path):

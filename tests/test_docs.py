@@ -115,7 +115,8 @@ def test_every_documented_prompt_bench_command_composes():
             try:
                 compose(config_name="config", overrides=as_compose_overrides(command), return_hydra_config=True)
             except Exception as error:  # noqa: BLE001 - every failure is listed below
-                failures.append(f"{doc.relative_to(ROOT)}:{line}: prompt-bench {shlex.join(command)}\n    {type(error).__name__}: {error}")
+                where = f"{doc.relative_to(ROOT)}:{line}: prompt-bench {shlex.join(command)}"
+                failures.append(f"{where}\n    {type(error).__name__}: {error}")
     assert not failures, "\n".join(failures)
 
 
