@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 import torch
+from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
-from omegaconf import OmegaConf
 
 from prompt_bench.data import (
     TWEET_DOMAINS,
@@ -444,7 +444,9 @@ def test_datamodule_rejects_encode_with_wrong_count(synthetic_split):
 
 
 def dataset_conf(name: str):
-    return OmegaConf.create({"seed": 13, "dataset": OmegaConf.load(DATASET_CONF_DIR / f"{name}.yaml")}).dataset
+    """conf/dataset/<name>.yaml composed at seed 13 (its defaults list adds conf/dataset/shared/few_shot.yaml)."""
+    with initialize_config_dir(config_dir=str(DATASET_CONF_DIR.parent), version_base="1.3"):
+        return compose(config_name="config", overrides=[f"dataset={name}", "seed=13"]).dataset
 
 
 def test_every_dataset_conf_opens_with_a_comment_and_has_the_schema():

@@ -17,6 +17,7 @@ from prompt_bench.data.images import ImageExamples, synthetic_images
 from prompt_bench.data.sources import synthetic
 from prompt_bench.errors import ConfigError
 from prompt_bench.run import run_experiment
+from tests.conftest import compose_config
 
 CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
 DUAL_BACKBONES = sorted(
@@ -171,13 +172,13 @@ IMAGE_DATASETS = sorted(
 )
 
 
-def test_image_dataset_confs_have_the_base_to_new_schema():
+def test_image_dataset_confs_have_the_base_to_new_schema(tmp_path):
     assert {"fashion_mnist", "synthetic_images", "imagenet", "eurosat", "dtd", "ucf101"} <= set(IMAGE_DATASETS)
     assert len(IMAGE_DATASETS) == 13  # the paper's 11 + Fashion-MNIST + synthetic
     for name in IMAGE_DATASETS:
         path = CONF_DIR / "dataset" / f"{name}.yaml"
         assert path.read_text().startswith("# ")
-        conf = OmegaConf.load(path)
+        conf = compose_config([f"dataset={name}"], tmp_path, tmp_path).dataset  # + conf/dataset/shared/few_shot.yaml
         assert conf.name == name and conf.classes in ("all", "base", "new") and "{}" in conf.class_template
         assert {"k_shot", "n_base", "max_test_examples", "batch_size", "eval_batch_size"} <= set(conf)
 
