@@ -86,7 +86,7 @@ def overrides_of(method: str, backbone: str, head: str) -> tuple[list[str], int]
     return [f"method={method}", f"backbone={backbone}", "logger=none", *overrides], TRAIN_STEPS
 
 
-def test_loaders(experiment) -> list:
+def loaders_of(experiment) -> list:
     """One loader per test set of the module (a base-to-new run has two)."""
     loaders = experiment.datamodule.test_dataloader()
     return loaders if isinstance(loaders, list) else [loaders]
@@ -118,7 +118,7 @@ def test_method_family_head_cell(make_config, tmp_path, method, backbone, head):
     # it learns: accuracy on the trained classes (the first test set) clearly above chance
     first, last = history.losses[:5], history.losses[-5:]
     assert sum(last) / len(last) < sum(first) / len(first), f"loss did not decrease: {first} -> {last}"
-    test_scores = module.evaluate(test_loaders(experiment))
+    test_scores = module.evaluate(loaders_of(experiment))
     trained = "acc" if len(module.test_sets) == 1 else f"{module.test_sets[0]}_acc"
     chance = 1.0 / module.num_classes
     assert test_scores[trained] > chance + 0.15, f"test accuracy {test_scores[trained]:.2f} is not clearly above chance"
@@ -137,7 +137,7 @@ def test_method_family_head_cell(make_config, tmp_path, method, backbone, head):
         fresh.module.backbone.load_state_dict(module.backbone.state_dict())
     module.eval()
     fresh.module.eval()
-    for test_set, loader in zip(module.test_sets, test_loaders(experiment)):
+    for test_set, loader in zip(module.test_sets, loaders_of(experiment)):
         batch = next(iter(loader))
         with torch.no_grad():
             assert torch.equal(module.set_logits(batch, test_set), fresh.module.set_logits(batch, test_set)), test_set
