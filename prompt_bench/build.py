@@ -14,7 +14,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from prompt_bench.backbones import AdapterBase, BackboneAdapter
 from prompt_bench.base_to_new import BaseToNewSplit
-from prompt_bench.build_sites import SITES
+from prompt_bench.build_sites import SITES, ClassSite, InputSite
 from prompt_bench.data import FewShotSplit, SplitDataModule
 from prompt_bench.errors import ConfigError
 from prompt_bench.heads import HEADS, Head
@@ -66,7 +66,7 @@ def build_experiment(cfg: DictConfig) -> Experiment:
     return Experiment(adapter=adapter, split=split, method=method, head=head, module=module, datamodule=datamodule)
 
 
-def prompt_site(method: Method, method_name: str):
+def prompt_site(method: Method, method_name: str) -> InputSite | ClassSite:
     """The build pieces of the method's prompt site (build_sites.SITES)."""
     site = SITES.get(method.prompt_site)
     if site is None:

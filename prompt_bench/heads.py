@@ -24,8 +24,10 @@ from prompt_bench.errors import ConfigError
 
 
 class Head(nn.Module):
-    """Base class. `adapter` is passed to forward (never stored as a submodule, so the
-    backbone's weights are not registered twice)."""
+    """Base class: forward(output, batch, adapter) -> (B, C) logits, where `output` is what the
+    backbone gives (a BackboneOutput at the input site, a DualOutput of features at the class site).
+    `adapter` is passed to forward (never stored as a submodule, so the backbone's weights are not
+    registered twice)."""
 
     name: str = ""
     zero_shot_capable: bool = False
