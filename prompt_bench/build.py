@@ -1,22 +1,26 @@
-"""Assemble one experiment from a composed config: backbone, split, method, head, module, data."""
+"""Assemble one experiment from a composed config: backbone, method, split, head, module, data.
+
+One flow for every run; what differs is where the method puts its prompt (`method.prompt_site`:
+`input` or `class`), whose split, Lightning module and datamodule come from build_sites.py.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import partial
 from pathlib import Path
 
 import pytorch_lightning as pl
 from hydra.utils import get_class, instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from prompt_bench.backbones import BackboneAdapter
-from prompt_bench.data import FewShotSplit, TextDataModule, make_split
-from prompt_bench.dual_build import build_dual_experiment
+from prompt_bench.backbones import AdapterBase
+from prompt_bench.base_to_new import BaseToNewSplit
+from prompt_bench.build_sites import SITES, ClassSite, InputSite
+from prompt_bench.data import FewShotSplit, SplitDataModule
 from prompt_bench.errors import ConfigError
 from prompt_bench.heads import HEADS, Head
-from prompt_bench.methods.base import MethodContext, PromptMethod
-from prompt_bench.module import PromptModule
+from prompt_bench.lit import PromptLightningModule
+from prompt_bench.methods.base import Method, MethodContext
 from prompt_bench.records import resolved_config, run_key
 from prompt_bench.training import Outcome, fit_and_test
 from prompt_bench.transfer.artefacts import pair_transferability, source_prompt_file, teacher_logits_file
@@ -25,27 +29,27 @@ from prompt_bench.transfer.pairs import check_pair
 
 @dataclass
 class Experiment:
-    adapter: BackboneAdapter
-    split: FewShotSplit
-    method: PromptMethod
+    """What a run trains and evaluates. split: a FewShotSplit (input site) or a BaseToNewSplit
+    (class site); both name the selection `metric` and the headline `test_metric`."""
+
+    adapter: AdapterBase
+    split: FewShotSplit | BaseToNewSplit
+    method: Method
     head: Head
-    module: PromptModule
-    datamodule: TextDataModule
+    module: PromptLightningModule
+    datamodule: SplitDataModule
 
 
 def build_experiment(cfg: DictConfig) -> Experiment:
     """Everything a run trains and evaluates, built in dependency order."""
     pl.seed_everything(cfg.seed, workers=True)
     task = instantiate(cfg.dataset.task)
-    if cfg.backbone.get("family") == "dual_encoder":  # CoOp family and DePT: prompt_bench/dual_build.py
-        adapter, method = instantiate(cfg.backbone), instantiate(cfg.method.module)
-        check_family(method, adapter, cfg.method.name)
-        return build_dual_experiment(cfg, task, adapter, method)
-    check_all_classes(cfg)
-    split = make_split(task, cfg.dataset.k_shot, cfg.dataset.split_seed, cfg.dataset.get("max_test_examples"))
     adapter = instantiate(cfg.backbone)
     method = instantiate(cfg.method.module)
     check_family(method, adapter, cfg.method.name)
+    site = prompt_site(method, cfg.method.name)
+    site.setup_backbone(cfg, adapter)
+    split = site.split(cfg, task, method)
     head = build_head(cfg.head, adapter, split.label_names, method, cfg.method.name)
     method.prepare(
         MethodContext(
@@ -55,30 +59,29 @@ def build_experiment(cfg: DictConfig) -> Experiment:
             extras=method_extras(cfg, method, adapter),
         )
     )
-    module = PromptModule(
-        backbone=adapter,
-        method=method,
-        head=head,
-        num_classes=len(split.label_names),
+    module = site.module(
+        cfg, adapter, method, head, split,
         optimizer=instantiate(cfg.method.optimizer),
         scheduler=instantiate(cfg.method.scheduler) if cfg.method.get("scheduler") else None,
-        head_lr=cfg.method.get("head_lr"),
+        scheduler_interval=cfg.method.get("scheduler_interval"),
         primary_metric=split.metric,
     )
-    add_mask = head.needs_mask_token(adapter)
-    datamodule = TextDataModule(
-        split=split,
-        encode=partial(adapter.encode_texts, max_length=cfg.dataset.max_length, add_mask=add_mask),
-        pad_token_id=adapter.tokenizer.pad_token_id,
-        batch_size=cfg.dataset.batch_size,
-        eval_batch_size=cfg.dataset.eval_batch_size,
-        cache_key=f"{adapter.tokenizer_id}|{split.task_name}|len={cfg.dataset.max_length}|mask={add_mask}",
-        cache_dir=cfg.paths.cache_dir,
-    )
+    datamodule = site.datamodule(cfg, adapter, head, split)
     return Experiment(adapter=adapter, split=split, method=method, head=head, module=module, datamodule=datamodule)
 
 
-def method_extras(cfg: DictConfig, method: PromptMethod, adapter: BackboneAdapter) -> dict:
+def prompt_site(method: Method, method_name: str) -> InputSite | ClassSite:
+    """The build pieces of the method's prompt site (build_sites.SITES)."""
+    site = SITES.get(method.prompt_site)
+    if site is None:
+        raise ConfigError(
+            f"method '{method_name}' ({type(method).__name__}) declares prompt_site '{method.prompt_site}'; "
+            f"a method's prompt goes in one of: {', '.join(SITES)}."
+        )
+    return site
+
+
+def method_extras(cfg: DictConfig, method: Method, adapter: AdapterBase) -> dict:
     """What the method declares in `method.needs`, served by name (each made once and shared, see
     `prompt_bench.transfer.artefacts`): `source_prompt` (the pair's source prompt file),
     `teacher_logits` (PANDA's PoT teacher logits file), `transferability` (the pair's MSS, float).
@@ -109,17 +112,7 @@ def method_extras(cfg: DictConfig, method: PromptMethod, adapter: BackboneAdapte
     return {name: make() for name, make in makers.items() if name in method.needs}
 
 
-def check_all_classes(cfg: DictConfig) -> None:
-    """Base-to-new splits are a dual-encoder protocol; the text path trains and tests on every class."""
-    classes = cfg.dataset.get("classes", "all")
-    if classes != "all":
-        raise ConfigError(
-            f"dataset.classes={classes} (base-to-new) needs a dual-encoder backbone (minilm_dual, mpnet_dual, "
-            f"tiny_clip, clip_vit_b16) and a CoOp-family method; backbone '{cfg.backbone.name}' is not one."
-        )
-
-
-def check_family(method: PromptMethod, adapter: BackboneAdapter, method_name: str) -> None:
+def check_family(method: Method, adapter: AdapterBase, method_name: str) -> None:
     """Fail at config time when a method does not support the backbone's family."""
     if adapter.family not in method.families:
         raise ConfigError(
@@ -129,7 +122,7 @@ def check_family(method: PromptMethod, adapter: BackboneAdapter, method_name: st
 
 
 def build_head(
-    head_cfg: DictConfig, adapter: BackboneAdapter, label_names: tuple[str, ...], method: PromptMethod, method_name: str
+    head_cfg: DictConfig, adapter: AdapterBase, label_names: tuple[str, ...], method: Method, method_name: str
 ) -> Head:
     """conf/head/<name>.yaml -> a Head; `auto` takes the method's required head or the backbone's default."""
     name = head_cfg.name

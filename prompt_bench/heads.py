@@ -5,6 +5,8 @@
 - linear: a trained classifier on the pooled input.
 - verbalizer: label-word scores from the model's own LM (MLM at a mask, seq2seq decoding,
   causal next token).
+- itm: a dual encoder's own image–text matching score between the input feature and each class
+  text's feature (the class prompt site: CoOp family, DePT).
 """
 
 from __future__ import annotations
@@ -16,13 +18,16 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from prompt_bench.backbones import BackboneAdapter, BackboneOutput
+from prompt_bench.backbones import AdapterBase, BackboneAdapter, BackboneOutput
+from prompt_bench.backbones.dual_encoder import DualEncoderAdapter, DualOutput, cosine_logits
 from prompt_bench.errors import ConfigError
 
 
 class Head(nn.Module):
-    """Base class. `adapter` is passed to forward (never stored as a submodule, so the
-    backbone's weights are not registered twice)."""
+    """Base class: forward(output, batch, adapter) -> (B, C) logits, where `output` is what the
+    backbone gives (a BackboneOutput at the input site, a DualOutput of features at the class site).
+    `adapter` is passed to forward (never stored as a submodule, so the backbone's weights are not
+    registered twice)."""
 
     name: str = ""
     zero_shot_capable: bool = False
@@ -139,8 +144,29 @@ class VerbalizerHead(Head):
         return adapter.label_word_scores(output, batch["input_ids"], self.label_token_ids)
 
 
+class ItmHead(Head):
+    """z_itm = exp(s) · cos(f, T) (B, C): the dual encoder's own score between the input feature f
+    (B, D) and the class-text features T (C, D) or (B, C, D), at its temperature exp(s). No
+    parameters of its own; scores any class set, so zero-shot capable (with hand-crafted texts)."""
+
+    name = "itm"
+    zero_shot_capable = True
+
+    def __init__(self, label_names: Sequence[str], adapter: AdapterBase) -> None:
+        super().__init__()
+        if not isinstance(adapter, DualEncoderAdapter):
+            raise ConfigError(
+                f"head=itm scores with a dual encoder's two towers, but backbone '{adapter.name}' is a "
+                f"{adapter.family} model; use head=label_similarity, linear or verbalizer (or head=auto)."
+            )
+
+    def forward(self, output: DualOutput, batch: dict[str, Tensor], adapter: DualEncoderAdapter) -> Tensor:
+        return cosine_logits(output.input_features, output.class_features, adapter.logit_scale())
+
+
 HEADS: dict[str, type[Head]] = {
     "label_similarity": LabelSimilarityHead,
     "linear": LinearHead,
     "verbalizer": VerbalizerHead,
+    "itm": ItmHead,
 }

@@ -124,3 +124,24 @@ def test_coop_scores_are_the_cosine_logits(make_config):
     expected = cosine_logits(features, class_features, module.backbone.logit_scale())
     assert torch.equal(module(batch, "new"), expected)
     assert class_features.shape == (len(module.class_names["new"]), module.backbone.feature_size)
+
+
+@pytest.mark.parametrize(
+    ("overrides", "interval"),
+    [
+        (("method=coop", *TRAIN), "epoch"),  # the class site steps Dassl's schedule per epoch
+        (("method=coop", *TRAIN, "+method.scheduler_interval=step"), "step"),
+        (("method=prompt_tuning", "backbone=tiny_bert", "dataset=synthetic", "logger=none",
+          "method.scheduler={_target_:torch.optim.lr_scheduler.StepLR,_partial_:true,step_size:2}"), "step"),
+    ],
+)
+def test_scheduler_interval_defaults_per_site_and_follows_the_config(make_config, overrides, interval):
+    experiment = build_experiment(make_config(*overrides))
+    assert experiment.module.configure_optimizers()["lr_scheduler"]["interval"] == interval
+
+
+def test_an_unknown_scheduler_interval_fails_with_a_sentence(make_config):
+    from prompt_bench.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="scheduler_interval 'batch' is not one of step, epoch"):
+        build_experiment(make_config("method=coop", *TRAIN, "+method.scheduler_interval=batch"))

@@ -153,6 +153,7 @@ def failed(make_config, *overrides):
         (("method=dept", "backbone=tiny_clip", "dataset=synthetic_images", "method.base=nonsense"), "method.base must name a CoOp-family learner"),
         (("method=dept", "backbone=tiny_clip", "dataset=synthetic_images", "method.module.fusion=sum"),
          "logit, prob"),
+        (("method=coop", "backbone=tiny_clip", "dataset=synthetic_images", "head=linear"), "needs head=itm"),
     ],
 )
 def test_bad_dual_encoder_input_fails_with_a_sentence(make_config, overrides, expected):
@@ -249,3 +250,64 @@ def test_hub_image_config_runs_on_a_local_image_folder(make_config, tmp_path, mo
     assert record["status"] == "ok", record.get("error")
     assert record["config"]["dataset"]["augment"] is True
     assert {"test/base_acc", "test/new_acc", "test/hmean"} <= set(record["metrics"])
+
+
+def test_itm_head_is_registered_and_refuses_a_text_backbone(tiny_clip):
+    from prompt_bench.backbones import build_backbone
+    from prompt_bench.backbones.dual_encoder import DualOutput
+    from prompt_bench.heads import HEADS, ItmHead
+
+    head = HEADS["itm"](label_names=("a", "b"), adapter=tiny_clip)
+    assert isinstance(head, ItmHead) and head.zero_shot_capable and not list(head.parameters())
+    inputs, classes = torch.randn(3, tiny_clip.feature_size), torch.randn(2, tiny_clip.feature_size)
+    logits = head(DualOutput(inputs, classes), {}, tiny_clip)
+    assert torch.equal(logits, cosine_logits(inputs, classes, tiny_clip.logit_scale()))
+    text_backbone = build_backbone("tiny_bert", "tiny", "tiny_bert", "encoder")
+    with pytest.raises(ConfigError, match="head=itm scores with a dual encoder"):
+        ItmHead(label_names=("a", "b"), adapter=text_backbone)
+
+
+def test_both_adapters_share_one_base(tiny_clip):
+    from prompt_bench.backbones import AdapterBase
+
+    assert isinstance(tiny_clip, AdapterBase) and tiny_clip.default_head == "itm"
+    assert tiny_clip.hidden_size == tiny_clip.token_embedding.embedding_dim
+    assert tiny_clip.encode_texts(["a red square"], max_length=4)[0][-1] == tiny_clip.tokenizer.sep_token_id
+
+
+def test_both_split_kinds_name_their_selection_and_headline_metrics():
+    from prompt_bench.data import make_split
+
+    task = synthetic(n_classes=4, n_per_class=40, n_test_per_class=10)
+    few_shot = make_split(task, k_shot=4, split_seed=1)
+    assert (few_shot.metric, few_shot.test_metric) == ("acc", "acc")
+    base_to_new = make_base_to_new_split(task, "base", None, k_shot=4, split_seed=1)
+    assert (base_to_new.metric, base_to_new.test_metric) == ("acc", "hmean")
+
+
+def test_sentence_pair_token_ids_are_cached_on_disk(make_config):
+    from prompt_bench.build import build_experiment
+
+    overrides = ("method=coop", "backbone=minilm_dual", "dataset=synthetic", "logger=none")
+    first = build_experiment(make_config(*overrides)).datamodule
+    first.setup()
+    assert first.cache_path is not None and first.cache_path.is_file()
+    second = build_experiment(make_config(*overrides)).datamodule
+
+    def refuse(texts):
+        raise AssertionError("encoded again despite the token cache")
+
+    second.encode = refuse
+    second.setup()
+    assert second.token_ids == first.token_ids
+    assert torch.equal(next(iter(second.val_dataloader()))["input_features"], next(iter(first.val_dataloader()))["input_features"])
+
+
+def test_a_method_of_an_unknown_prompt_site_fails_with_a_sentence():
+    from prompt_bench.build import prompt_site
+    from prompt_bench.methods.coop import CoOp
+
+    method = CoOp()
+    method.prompt_site = "decoder"
+    with pytest.raises(ConfigError, match="declares prompt_site 'decoder'; a method's prompt goes in one of: input, class"):
+        prompt_site(method, "odd")

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from prompt_bench.backbones.adapters import ADAPTERS, BackboneAdapter, BackboneOutput
+from prompt_bench.backbones.base import AdapterBase
 from prompt_bench.backbones.load import load_model_and_tokenizer
 from prompt_bench.errors import ConfigError
 
-__all__ = ["BackboneAdapter", "BackboneOutput", "build_backbone"]
+__all__ = ["AdapterBase", "BackboneAdapter", "BackboneOutput", "build_backbone"]
 
 
 def build_backbone(

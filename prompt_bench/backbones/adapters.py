@@ -19,6 +19,7 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
+from prompt_bench.backbones.base import AdapterBase
 from prompt_bench.backbones.prefixes import (
     PrefixGeometry,
     cache_keyword,
@@ -48,10 +49,9 @@ class BackboneOutput:
     n_prompt: int
 
 
-class BackboneAdapter(nn.Module):
-    """A frozen-or-not Hugging Face model behind the family-independent interface."""
-
-    family: str = ""
+class BackboneAdapter(AdapterBase):
+    """A frozen-or-not Hugging Face model behind the family-independent interface: the prompt goes
+    in front of the input tokens (the `input` prompt site)."""
 
     takes_layer_prefixes: bool = False
     """Whether this family's forward accepts `layer_prefixes` (deep prompts)."""
@@ -66,35 +66,17 @@ class BackboneAdapter(nn.Module):
         params_m: float | None = None,
         lm_head: bool = False,
     ) -> None:
-        super().__init__()
         if pooling not in POOLINGS:
             raise ConfigError(f"backbone.pooling '{pooling}' is not one of {', '.join(POOLINGS)}.")
-        self.model = model
-        self.tokenizer = tokenizer
-        self.name = name
+        super().__init__(model, tokenizer, name, params_m)
         self.pooling = pooling
         self.default_head = default_head
         self.has_lm_head = lm_head
-        self.trainable = False
-        self.params_m = params_m if params_m is not None else self.num_parameters() / 1e6
-
-    def set_trainable(self, trainable: bool) -> None:
-        """Freeze (prompt methods) or unfreeze (fine-tuning) every backbone weight."""
-        self.requires_grad_(trainable)
-        self.trainable = trainable
 
     # ---- shape facts -------------------------------------------------------------------
     @property
-    def hidden_size(self) -> int:
-        return self.input_embeddings.embedding_dim
-
-    @property
     def input_embeddings(self) -> nn.Embedding:
         return self.model.get_input_embeddings()
-
-    @property
-    def dtype(self) -> torch.dtype:
-        return self.input_embeddings.weight.dtype
 
     @property
     def prefix_geometry(self) -> PrefixGeometry:
@@ -144,14 +126,6 @@ class BackboneAdapter(nn.Module):
                 f"FFN pattern '{self.ffn_down_projection}'; activation-based transferability needs one per layer."
             )
         return modules
-
-    def num_parameters(self) -> int:
-        return sum(p.numel() for p in self.model.parameters())
-
-    @property
-    def tokenizer_id(self) -> str:
-        """A stable string naming the tokenizer, for cache keys."""
-        return f"{self.name}:{getattr(self.tokenizer, 'name_or_path', '')}:{len(self.tokenizer)}"
 
     # ---- tokenising -----------------------------------------------------------------------
     def encode_texts(self, texts: Sequence[str], max_length: int, add_mask: bool = False) -> list[list[int]]:

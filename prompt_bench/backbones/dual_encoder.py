@@ -13,6 +13,7 @@ frozen tower turns the sequence into one feature. Both towers stay frozen and in
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -20,13 +21,24 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
+from prompt_bench.backbones.base import AdapterBase
 from prompt_bench.errors import ConfigError
 
 INPUT_KINDS = ("image", "text")
 
 
-class DualEncoderAdapter(nn.Module):
-    """A frozen dual encoder: `input_features(batch) -> (B, D)`, `class_features(...) -> (N, D)`.
+@dataclass
+class DualOutput:
+    """What the towers give a head: input_features f (B, D); class_features T (C, D) shared by the
+    batch, or (B, C, D) per input (CoCoOp). Not normalised."""
+
+    input_features: Tensor
+    class_features: Tensor
+
+
+class DualEncoderAdapter(AdapterBase):
+    """A frozen dual encoder: `input_features(batch) -> (B, D)`, `class_features(...) -> (N, D)`;
+    the prompt goes in front of the class texts (the `class` prompt site).
 
     `logit_scale` is exp(s), the temperature of z = exp(s) · cos(f, t) (CLIP's learned one, ≈ 100,
     or the configured one of a sentence encoder). `class_template` ("a photo of a {}.") makes the
@@ -34,6 +46,7 @@ class DualEncoderAdapter(nn.Module):
     """
 
     family = "dual_encoder"
+    default_head = "itm"
     input_kind = ""
 
     def __init__(
@@ -45,16 +58,11 @@ class DualEncoderAdapter(nn.Module):
         params_m: float | None = None,
         image_processor: Any = None,
     ) -> None:
-        super().__init__()
         if "{}" not in class_template:
             raise ConfigError(f"backbone.class_template '{class_template}' has no '{{}}' where the class name goes.")
-        self.model = model
-        self.tokenizer = tokenizer
-        self.name = name
+        super().__init__(model, tokenizer, name, params_m)
         self.class_template = class_template
         self.image_processor = image_processor
-        self.trainable = False
-        self.params_m = params_m if params_m is not None else self.num_parameters() / 1e6
         self.requires_grad_(False)
         self.model.eval()
 
@@ -76,24 +84,13 @@ class DualEncoderAdapter(nn.Module):
 
     @property
     def input_embeddings(self) -> nn.Embedding:
+        """The text tower's table: d (`hidden_size`) is the width of a context vector."""
         return self.token_embedding
-
-    @property
-    def hidden_size(self) -> int:
-        """d, the width of a context vector (the text tower's token width)."""
-        return self.token_embedding.embedding_dim
 
     @property
     def feature_size(self) -> int:
         """D, the width of the joint feature space."""
         raise NotImplementedError
-
-    @property
-    def tokenizer_id(self) -> str:
-        return f"{self.name}:{getattr(self.tokenizer, 'name_or_path', '')}:{len(self.tokenizer)}"
-
-    def num_parameters(self) -> int:
-        return sum(p.numel() for p in self.model.parameters())
 
     def logit_scale(self) -> Tensor:
         """exp(s), a scalar."""

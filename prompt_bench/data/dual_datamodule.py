@@ -1,20 +1,20 @@
-"""Dataloaders for dual encoders: text (token ids, padded) or images (through the CLIP image
-processor), with one test loader per scored class set (base, new)."""
+"""The class site's datamodule: a dual encoder's inputs, text (token ids, padded, cached on disk as the
+input site's) or images (through the CLIP image processor), with one test loader per scored class
+set (base, new)."""
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import pytorch_lightning as pl
 import torch
 from torch.utils.data import DataLoader, Dataset
 
 from prompt_bench.base_to_new import BaseToNewSplit
-from prompt_bench.data.datamodule import PadCollator
+from prompt_bench.data.datamodule import PadCollator, SplitDataModule
 from prompt_bench.data.images import as_rgb
+from prompt_bench.data.tasks import Examples
 from prompt_bench.errors import ConfigError
 
 
@@ -55,13 +55,13 @@ class ImageCollator:
         return {"pixel_values": pixels, "labels": torch.tensor([label for _, label in items], dtype=torch.long)}
 
 
-class DualDataModule(pl.LightningDataModule):
+class DualDataModule(SplitDataModule):
     """Train / dev over the training classes; `test_dataloader()` is one loader per class set of
     `split.tests` (a list for base-to-new: [base, new]), in `test_sets` order.
 
-    input_kind "text": texts are tokenised once by `encode` (N texts -> N id lists) and padded;
-    "image": images go through `image_processor` batch by batch.
-    `augment` (images only) transforms each training image anew every time it is drawn.
+    input_kind "text": texts are tokenised once by `encode` (N texts -> N id lists; cached on disk
+    with `cache_key` and `cache_dir`) and padded; "image": images go through `image_processor` batch
+    by batch. `augment` (images only) transforms each training image anew every time it is drawn.
     With `featurize` (a batch -> (B, D) input features of the frozen input tower), every split that is
     not augmented is encoded once at setup and its loader yields {"input_features", "labels"}: valid
     because the tower is frozen, and it spares the input tower every epoch.
@@ -78,10 +78,10 @@ class DualDataModule(pl.LightningDataModule):
         eval_batch_size: int = 64,
         featurize: Callable[[dict[str, torch.Tensor]], torch.Tensor] | None = None,
         augment: Callable[[Any], Any] | None = None,
+        cache_key: str | None = None,
+        cache_dir: str | None = None,
     ) -> None:
-        super().__init__()
-        if batch_size < 1 or eval_batch_size < 1:
-            raise ConfigError(f"batch sizes must be at least 1 (got {batch_size} and {eval_batch_size}).")
+        super().__init__(split, encode, batch_size, eval_batch_size, cache_key, cache_dir)
         if input_kind == "text" and not hasattr(split.train, "texts"):
             raise ConfigError("a text dual encoder needs a text dataset; pick a CLIP backbone for image datasets.")
         if input_kind == "image" and not hasattr(split.train, "images"):
@@ -89,27 +89,28 @@ class DualDataModule(pl.LightningDataModule):
                 f"backbone is a CLIP image–text model but dataset '{split.task_name}' is text; use a text–text "
                 "backbone (minilm_dual, mpnet_dual) or an image dataset (fashion_mnist, synthetic_images)."
             )
-        self.split = split
         self.input_kind = input_kind
-        self.encode = encode
         if augment is not None and input_kind != "image":
             raise ConfigError("dataset.augment applies to images; set it to false for text datasets.")
         self.collate = PadCollator(pad_token_id) if input_kind == "text" else ImageCollator(image_processor)
         self.collates = {"train": ImageCollator(image_processor, augment)} if augment is not None else {}
-        self.batch_size, self.eval_batch_size = batch_size, eval_batch_size
         self.test_sets = tuple(split.tests)
-        seed = int(hashlib.sha256(split.content_hash.encode()).hexdigest()[:8], 16)
-        self.shuffle_generator = torch.Generator().manual_seed(seed)
         self.featurize = featurize
         self._datasets: dict[str, InputDataset] = {}
+
+    def parts(self) -> dict[str, Examples]:
+        """train, dev and test_<set> for every scored class set."""
+        named = {"train": self.split.train, "dev": self.split.dev}
+        named.update({f"test_{name}": examples for name, (_, examples) in self.split.tests.items()})
+        return named
 
     def setup(self, stage: str | None = None) -> None:
         if self._datasets:
             return
-        named = {"train": self.split.train, "dev": self.split.dev}
-        named.update({f"test_{name}": examples for name, (_, examples) in self.split.tests.items()})
-        for name, examples in named.items():
-            inputs = self.encode(list(examples.texts)) if self.input_kind == "text" else examples.images
+        parts = self.parts()
+        token_ids = self.encoded_parts() if self.input_kind == "text" else None
+        for name, examples in parts.items():
+            inputs = token_ids[name] if token_ids is not None else examples.images
             self._datasets[name] = InputDataset(inputs, examples.labels)
         if self.featurize is not None:
             for name, dataset in self._datasets.items():
@@ -123,18 +124,15 @@ class DualDataModule(pl.LightningDataModule):
         loader = DataLoader(dataset, batch_size=self.eval_batch_size, collate_fn=self.collate)
         return torch.cat([self.featurize(batch).float().cpu() for batch in loader])
 
-    def _loader(self, name: str, batch_size: int, shuffle: bool = False) -> DataLoader:
+    def _part_loader(self, name: str, batch_size: int, shuffle: bool = False) -> DataLoader:
         self.setup()
-        return DataLoader(
-            self._datasets[name], batch_size=batch_size, shuffle=shuffle, collate_fn=self.collates.get(name, self.collate),
-            generator=self.shuffle_generator if shuffle else None,
-        )
+        return self._loader(self._datasets[name], batch_size, shuffle, self.collates.get(name, self.collate))
 
     def train_dataloader(self) -> DataLoader:
-        return self._loader("train", self.batch_size, shuffle=True)
+        return self._part_loader("train", self.batch_size, shuffle=True)
 
     def val_dataloader(self) -> DataLoader:
-        return self._loader("dev", self.eval_batch_size)
+        return self._part_loader("dev", self.eval_batch_size)
 
     def test_dataloader(self) -> list[DataLoader]:
-        return [self._loader(f"test_{name}", self.eval_batch_size) for name in self.test_sets]
+        return [self._part_loader(f"test_{name}", self.eval_batch_size) for name in self.test_sets]

@@ -38,6 +38,11 @@ class FewShotSplit:
     def num_classes(self) -> int:
         return len(self.label_names)
 
+    @property
+    def test_metric(self) -> str:
+        """The headline test metric: the selection metric (a base-to-new split's is hmean)."""
+        return self.metric
+
 
 def stratified_holdout(examples: Examples, test_fraction: float, seed: int, what: str) -> tuple[Examples, Examples]:
     """Split N examples into (train, test), class shares kept; test has about test_fraction * N.

@@ -1,4 +1,8 @@
-"""The method interface: what every prompt method provides to the one LightningModule."""
+"""The method interface: what every method provides to the builder and the one LightningModule.
+
+`Method` is what both prompt sites share; `PromptMethod` is the base of the `input` site (the prompt
+goes in front of the input tokens); the `class` site's base is `ClassPromptMethod` (methods/coop.py).
+"""
 
 from __future__ import annotations
 
@@ -7,7 +11,7 @@ from typing import Any
 
 from torch import Tensor, nn
 
-from prompt_bench.backbones import BackboneAdapter
+from prompt_bench.backbones import AdapterBase
 
 
 @dataclass
@@ -19,22 +23,24 @@ class MethodContext:
     extras: anything a later method needs (a transfer pair, a teacher), by name.
     """
 
-    adapter: BackboneAdapter
+    adapter: AdapterBase
     label_names: tuple[str, ...]
     cache_dir: str
     extras: dict[str, Any] = field(default_factory=dict)
 
 
-class PromptMethod(nn.Module):
-    """A prompt method: produces the prompt for a batch and any extra loss terms.
+class Method(nn.Module):
+    """What every method declares and offers, whichever prompt site: preparation, optimizer groups,
+    the tensors saved as its prompt. Methods never branch on the backbone family; the adapter does."""
 
-    Methods never branch on the backbone family; the adapter handles that.
-    """
+    prompt_site: str = ""
+    """Where the prompt goes, which picks the builder's and the Lightning module's site: `input` (in
+    front of the input tokens) or `class` (in front of a dual encoder's class texts)."""
 
     trains_backbone: bool = False
     """True only for full fine-tuning: the module leaves the backbone unfrozen."""
 
-    families: tuple[str, ...] = ("encoder", "seq2seq", "causal")
+    families: tuple[str, ...] = ()
     """Backbone families this method supports (checked at config time)."""
 
     required_head: str | None = None
@@ -49,25 +55,8 @@ class PromptMethod(nn.Module):
     def prepare(self, context: MethodContext) -> None:
         """Work done once before training (initialise from the vocabulary, load a source prompt...)."""
 
-    def prompt(self, batch: dict[str, Tensor], input_embeds: Tensor | None = None) -> Tensor | None:
-        """(B, n, d) prompt vectors for this batch, fp32, or None for no prompt."""
-        return None
-
-    def layer_prefixes(self, batch: dict[str, Tensor]) -> Tensor | None:
-        """Deep prompts (P-tuning v2): (n_layers, 2, B, n_heads, m, head_dim) fp32 keys ([:, 0]) and
-        values ([:, 1]) prepended to every self-attention layer, or None for none.
-
-        n_layers, n_heads and head_dim are the adapter's `prefix_geometry`; the adapter casts to the
-        backbone dtype and extends the key-side mask, so hidden states stay the input positions.
-        """
-        return None
-
     def record_info(self) -> dict[str, Any]:
         """Values decided while preparing (e.g. an adaptive KD weight) for the run's record."""
-        return {}
-
-    def extra_loss(self, batch: dict[str, Tensor], logits: Tensor) -> dict[str, Tensor]:
-        """Named loss terms added to the cross-entropy (commitment, KD, ...)."""
         return {}
 
     def param_groups(self, base_lr: float) -> list[dict[str, Any]]:
@@ -86,3 +75,29 @@ class PromptMethod(nn.Module):
     def load_prompt_tensors(self, tensors: dict[str, Tensor]) -> None:
         """Inverse of `prompt_tensors`."""
         self.load_state_dict(tensors, strict=True)
+
+
+class PromptMethod(Method):
+    """A prompt method of the `input` site: produces the prompt for a batch and any extra loss terms."""
+
+    prompt_site = "input"
+
+    families: tuple[str, ...] = ("encoder", "seq2seq", "causal")
+    """Backbone families this method supports (checked at config time)."""
+
+    def prompt(self, batch: dict[str, Tensor], input_embeds: Tensor | None = None) -> Tensor | None:
+        """(B, n, d) prompt vectors for this batch, fp32, or None for no prompt."""
+        return None
+
+    def layer_prefixes(self, batch: dict[str, Tensor]) -> Tensor | None:
+        """Deep prompts (P-tuning v2): (n_layers, 2, B, n_heads, m, head_dim) fp32 keys ([:, 0]) and
+        values ([:, 1]) prepended to every self-attention layer, or None for none.
+
+        n_layers, n_heads and head_dim are the adapter's `prefix_geometry`; the adapter casts to the
+        backbone dtype and extends the key-side mask, so hidden states stay the input positions.
+        """
+        return None
+
+    def extra_loss(self, batch: dict[str, Tensor], logits: Tensor) -> dict[str, Tensor]:
+        """Named loss terms added to the cross-entropy (commitment, KD, ...)."""
+        return {}

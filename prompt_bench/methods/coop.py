@@ -20,18 +20,20 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 
 from prompt_bench.errors import ConfigError
-from prompt_bench.methods.base import MethodContext, PromptMethod
+from prompt_bench.methods.base import Method, MethodContext
 
 
-class ClassPromptMethod(PromptMethod):
-    """A prompt learner for dual encoders: context vectors for the class texts, a loss, scores.
+class ClassPromptMethod(Method):
+    """A method of the `class` site: context vectors for a dual encoder's class texts, a loss, scores.
 
     `context(input_features, n_classes)` -> (M, d) shared, (C, M, d) class-specific or
     (B, M, d) per input; `loss(...)` -> named terms whose sum is minimised; `scores(...)` -> the
     logits a class set is scored with (the ITM logits, unless DePT fuses in its CAT head).
     """
 
+    prompt_site = "class"
     families = ("dual_encoder",)
+    required_head = "itm"
     class_specific = False
     per_input = False
     """True when the context depends on the input: context() is then (B, M, d)."""

@@ -1,0 +1,198 @@
+"""The LightningModule base both prompt sites share: metrics, best-on-dev tracking, evaluation outside
+the trainer, the optimizer and its schedule, and checkpoints that hold trainable state only.
+
+A site (lit/input_site.py, lit/class_site.py) adds how a batch becomes logits and a loss.
+Logged: train/loss and its named terms, train/acc, train/f1, val/acc, val/f1, val/acc_best,
+val/f1_best; test/acc + test/f1 for one test set, or test/{base,new}_{acc,f1} + test/hmean when
+a base-to-new run scores the base and the new classes, H = 2·base·new / (base + new).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import pytorch_lightning as pl
+import torch
+from torch import Tensor
+from torchmetrics import MaxMetric, MetricCollection
+from torchmetrics.classification import MulticlassAccuracy, MulticlassF1Score
+
+from prompt_bench.backbones import AdapterBase
+from prompt_bench.base_to_new import harmonic_mean
+from prompt_bench.errors import ConfigError
+from prompt_bench.heads import Head
+from prompt_bench.methods.base import Method
+
+SCHEDULER_INTERVALS = ("step", "epoch")
+BEST_TRACKED = ("acc", "f1")
+
+
+def split_metrics(num_classes: int) -> MetricCollection:
+    """Accuracy and macro-F1 over C classes (macro-F1 is primary for imbalanced tasks)."""
+    return MetricCollection(
+        {
+            "acc": MulticlassAccuracy(num_classes=num_classes, average="micro"),
+            "f1": MulticlassF1Score(num_classes=num_classes, average="macro"),
+        }
+    )
+
+
+def with_hmean(scores: dict[str, float]) -> dict[str, float]:
+    """Adds hmean = H(base_acc, new_acc) when both are there."""
+    if "base_acc" in scores and "new_acc" in scores:
+        scores["hmean"] = harmonic_mean(scores["base_acc"], scores["new_acc"])
+    return scores
+
+
+class PromptLightningModule(pl.LightningModule):
+    """Trains `method` (and a trainable `head`) on `backbone` with cross-entropy + the method's terms.
+
+    num_classes: C of the training classes (train and dev). test_sets: test-set name -> its C, in
+    test-loader order ({"all": C} for one set; {"base": C_b, "new": C_n} for base-to-new).
+    primary_metric ("acc" or "f1") is what best-on-dev selection monitors. The scheduler steps every
+    `scheduler_interval` ("step" or "epoch"; None = the site's `default_scheduler_interval`).
+    """
+
+    default_scheduler_interval: str = "step"
+
+    def __init__(
+        self,
+        backbone: AdapterBase,
+        method: Method,
+        head: Head,
+        num_classes: int,
+        test_sets: dict[str, int],
+        optimizer: Callable[..., torch.optim.Optimizer],
+        scheduler: Callable[..., Any] | None = None,
+        scheduler_interval: str | None = None,
+        head_lr: float | None = None,
+        primary_metric: str = "acc",
+    ) -> None:
+        super().__init__()
+        interval = scheduler_interval or self.default_scheduler_interval
+        if interval not in SCHEDULER_INTERVALS:
+            raise ConfigError(
+                f"method.scheduler_interval '{interval}' is not one of {', '.join(SCHEDULER_INTERVALS)} "
+                "(how often the learning-rate schedule steps)."
+            )
+        self.backbone = backbone
+        self.method = method
+        self.head = head
+        self.optimizer_factory = optimizer
+        self.scheduler_factory = scheduler
+        self.scheduler_interval = interval
+        self.head_lr = head_lr
+        self.primary_metric = primary_metric
+        self.num_classes = num_classes
+        self.test_sets = tuple(test_sets)
+        self.test_set_sizes = dict(test_sets)
+        self.backbone.set_trainable(method.trains_backbone)
+        self.train_metrics = split_metrics(num_classes).clone(prefix="train/")
+        self.val_metrics = split_metrics(num_classes).clone(prefix="val/")
+        self.test_metrics = torch.nn.ModuleList(split_metrics(count) for count in test_sets.values())
+        self.val_best = torch.nn.ModuleDict({name: MaxMetric() for name in BEST_TRACKED})
+        # Checkpoints hold trainable state only, so loading them into a fresh module is non-strict.
+        self.strict_loading = False
+
+    # ---- what a site provides ----------------------------------------------------------------
+    def training_loss(self, batch: dict[str, Tensor]) -> tuple[Tensor, Tensor, dict[str, Tensor]]:
+        """(logits (B, C) for the train metrics, the loss to minimise, named terms logged beside it)."""
+        raise NotImplementedError
+
+    def set_logits(self, batch: dict[str, Tensor], test_set: str, use_prompt: bool = True) -> Tensor:
+        """(B, C_set) logits of a batch of test set `test_set`; use_prompt=False scores zero-shot."""
+        raise NotImplementedError
+
+    # ---- steps ----------------------------------------------------------------------------
+    def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
+        logits, loss, terms = self.training_loss(batch)
+        batch_size = batch["labels"].shape[0]
+        self.log("train/loss", loss, prog_bar=True, batch_size=batch_size)
+        for name, value in terms.items():
+            self.log(f"train/{name}", value, batch_size=batch_size)
+        self.train_metrics.update(logits.detach(), batch["labels"])
+        return loss
+
+    def on_train_epoch_end(self) -> None:
+        self.log_dict(self.train_metrics.compute())
+        self.train_metrics.reset()
+        diagnostics = self.method.epoch_diagnostics()
+        if diagnostics:
+            self.log_dict({f"train/{name}": value for name, value in diagnostics.items()})
+
+    def validation_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
+        self.val_metrics.update(self(batch), batch["labels"])
+
+    def on_validation_epoch_end(self) -> None:
+        values = self.val_metrics.compute()
+        self.val_metrics.reset()
+        self.log_dict(values, prog_bar=True)
+        for name, best in self.val_best.items():
+            best.update(values[f"val/{name}"])
+            self.log(f"val/{name}_best", best.compute())
+
+    def test_step(self, batch: dict[str, Tensor], batch_idx: int, dataloader_idx: int = 0) -> None:
+        logits = self.set_logits(batch, self.test_sets[dataloader_idx])
+        self.test_metrics[dataloader_idx].update(logits, batch["labels"])
+
+    def on_test_epoch_end(self) -> None:
+        values: dict[str, float] = {}
+        for set_name, metrics in zip(self.test_sets, self.test_metrics):
+            values.update(self.set_scores(set_name, metrics.compute()))
+            metrics.reset()
+        for name, value in with_hmean(values).items():
+            self.log(f"test/{name}", value, add_dataloader_idx=False)
+
+    # ---- scores ------------------------------------------------------------------------------
+    def set_scores(self, set_name: str, computed: dict[str, Tensor]) -> dict[str, float]:
+        """{acc, f1} for a lone test set; {base_acc, ..., new_f1} when there are several."""
+        if len(self.test_sets) == 1:
+            return {name: float(value) for name, value in computed.items()}
+        return {f"{set_name}_{name}": float(value) for name, value in computed.items()}
+
+    def best_validation_scores(self) -> dict[str, float]:
+        """val/acc_best and val/f1_best over the epochs validated so far (empty if none were)."""
+        return {f"val/{name}_best": float(best.compute()) for name, best in self.val_best.items() if best.update_called}
+
+    @torch.no_grad()
+    def evaluate(self, loaders: Iterable | Any, use_prompt: bool = True) -> dict[str, float]:
+        """Scores outside the trainer, in eval mode, over one loader per test set (a lone loader for
+        one set), e.g. zero-shot: {"acc", "f1"} or {"base_acc", "base_f1", "new_acc", "new_f1", "hmean"}."""
+        loaders = loaders if isinstance(loaders, (list, tuple)) else [loaders]
+        was_training = self.training
+        self.eval()
+        scores: dict[str, float] = {}
+        for set_name, loader in zip(self.test_sets, loaders):
+            metrics = split_metrics(self.test_set_sizes[set_name]).to(self.device)
+            for batch in loader:
+                batch = {key: value.to(self.device) for key, value in batch.items()}
+                metrics.update(self.set_logits(batch, set_name, use_prompt=use_prompt), batch["labels"])
+            scores.update(self.set_scores(set_name, metrics.compute()))
+        self.train(was_training)
+        return with_hmean(scores)
+
+    # ---- optimisation ---------------------------------------------------------------------
+    def trainable_parameters(self) -> list[torch.nn.Parameter]:
+        return [p for p in self.parameters() if p.requires_grad]
+
+    def configure_optimizers(self) -> Any:
+        base_lr = self.optimizer_factory.keywords["lr"]  # a functools.partial from `_partial_: true`
+        groups = self.method.param_groups(base_lr)
+        head_params = [p for p in self.head.parameters() if p.requires_grad]
+        if head_params:
+            groups.append({"params": head_params, "lr": self.head_lr or base_lr, "name": "head"})
+        if self.method.trains_backbone:
+            groups.append({"params": list(self.backbone.parameters()), "name": "backbone"})
+        optimizer = self.optimizer_factory(params=groups)
+        if self.scheduler_factory is None:
+            return optimizer
+        scheduler = self.scheduler_factory(optimizer=optimizer)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": self.scheduler_interval}}
+
+    # ---- checkpoints: trainable state only ---------------------------------------------------
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        if not self.method.trains_backbone:
+            checkpoint["state_dict"] = {
+                key: value for key, value in checkpoint["state_dict"].items() if not key.startswith("backbone.")
+            }

@@ -1,0 +1,91 @@
+"""The `input` prompt site: the prompt goes in front of the input tokens (prompt tuning, deep
+prefixes, VIP, SPoT/PANDA, fine-tuning and linear probing with no prompt at all).
+
+Per batch: logits = head(backbone([P; E(x)], prefixes)) (B, C); loss = CE(logits, y) + Σ the
+method's extra terms (commitment, KD, ...).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import torch
+from torch import Tensor
+from torch.nn import functional as F
+
+from prompt_bench.backbones import BackboneAdapter
+from prompt_bench.heads import Head
+from prompt_bench.lit.base import PromptLightningModule
+from prompt_bench.methods.base import PromptMethod
+
+ALL_CLASSES = "all"  # the one test set of the input site: every class of the task
+
+
+class InputSiteModule(PromptLightningModule):
+    """Trains `method` (and `head`) on a frozen-or-not `backbone`; the scheduler steps every batch
+    unless method.scheduler_interval says otherwise.
+
+    Logged beside train/loss: train/ce and each extra term by name, when the method adds any.
+    """
+
+    default_scheduler_interval = "step"
+
+    def __init__(
+        self,
+        backbone: BackboneAdapter,
+        method: PromptMethod,
+        head: Head,
+        num_classes: int,
+        optimizer: Callable[..., torch.optim.Optimizer],
+        scheduler: Callable[..., Any] | None = None,
+        head_lr: float | None = None,
+        primary_metric: str = "acc",
+        scheduler_interval: str | None = None,
+    ) -> None:
+        super().__init__(
+            backbone=backbone,
+            method=method,
+            head=head,
+            num_classes=num_classes,
+            test_sets={ALL_CLASSES: num_classes},
+            optimizer=optimizer,
+            scheduler=scheduler,
+            scheduler_interval=scheduler_interval,
+            head_lr=head_lr,
+            primary_metric=primary_metric,
+        )
+
+    def forward(self, batch: dict[str, Tensor], use_prompt: bool = True) -> Tensor:
+        """batch -> (B, C) logits. use_prompt=False gives the zero-shot backbone + head."""
+        prompt = self.method.prompt(batch) if use_prompt else None
+        layer_prefixes = self.method.layer_prefixes(batch) if use_prompt else None
+        output = self.backbone(
+            batch["input_ids"], batch["attention_mask"], prompt=prompt, layer_prefixes=layer_prefixes
+        )
+        return self.head(output, batch, self.backbone)
+
+    def training_loss(self, batch: dict[str, Tensor]) -> tuple[Tensor, Tensor, dict[str, Tensor]]:
+        """L = CE(logits, y) + Σ extra; with no extra terms train/ce equals train/loss and is not logged."""
+        logits = self(batch)
+        cross_entropy = F.cross_entropy(logits, batch["labels"])
+        extra = self.method.extra_loss(batch, logits)
+        loss = cross_entropy + sum(extra.values(), torch.zeros((), device=logits.device))
+        terms = {"ce": cross_entropy, **extra} if extra else {}
+        return logits, loss, terms
+
+    def set_logits(self, batch: dict[str, Tensor], test_set: str, use_prompt: bool = True) -> Tensor:
+        return self(batch, use_prompt=use_prompt)
+
+    @torch.no_grad()
+    def evaluate_logits(self, batches: Iterable[dict[str, Tensor]], use_prompt: bool = True) -> Tensor:
+        """(N, C) logits over `batches` in their order, in eval mode, on the CPU (a teacher's cached
+        outputs)."""
+        was_training = self.training
+        self.eval()
+        logits = [
+            self({k: v.to(self.device) for k, v in batch.items()}, use_prompt=use_prompt).float().cpu()
+            for batch in batches
+        ]
+        self.train(was_training)
+        return torch.cat(logits)
