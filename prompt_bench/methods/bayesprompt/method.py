@@ -34,7 +34,11 @@ from prompt_bench.artefacts import ArtefactStore, artefact_key
 from prompt_bench.errors import ConfigError
 from prompt_bench.methods.base import MethodContext
 from prompt_bench.methods.bayesprompt.features import collect_features
-from prompt_bench.methods.bayesprompt.mixture import COVARIANCE_TYPES, OFFICIAL_REG_COVAR, fit_mixture
+from prompt_bench.methods.bayesprompt.mixture import (
+    COVARIANCE_TYPES,
+    OFFICIAL_REG_COVAR,
+    fit_mixture,
+)
 from prompt_bench.methods.bayesprompt.particles import EVAL_MODES, ParticleSampler
 from prompt_bench.methods.bayesprompt.svgd import SVGDConfig, move_particles
 from prompt_bench.methods.prompt_tuning import PromptTuning
