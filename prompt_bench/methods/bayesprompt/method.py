@@ -104,7 +104,9 @@ class BayesPrompt(PromptTuning):
         except (TypeError, ValueError) as error:
             raise ConfigError(f"method.svgd: {error}") from error
         self.sampler: ParticleSampler | None = None
-        self.epochs_done = 0
+        # A buffer, so a resumed run (last.ckpt) keeps writing particles; the best checkpoint is tested
+        # as it was validated (from epoch 0: with the start rows).
+        self.register_buffer("epochs_done", torch.zeros((), dtype=torch.long))
         self.info: dict[str, Any] = {}
 
     # ---- preparation ---------------------------------------------------------------------------
@@ -216,7 +218,7 @@ class BayesPrompt(PromptTuning):
     # ---- per batch -----------------------------------------------------------------------------
     def prompt(self, batch: dict[str, Tensor], input_embeds: Tensor | None = None) -> Tensor:
         """(B, m + n, d): the virtual rows (written from the particles from `start_epoch` on) then P."""
-        if self.epochs_done >= self.start_epoch:
+        if int(self.epochs_done) >= self.start_epoch:
             vector = self.sampler.vector(self.training)
             with torch.no_grad():
                 self.virtual_tokens.copy_(vector.to(self.virtual_tokens).expand_as(self.virtual_tokens))
