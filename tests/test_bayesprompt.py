@@ -30,7 +30,11 @@ def test_end_to_end_on_every_text_family(make_config, cache_dir, backbone, head)
     info = record["method_info"]
     assert info["eval_particles"] == "sample" and info["num_draw"] == 4 and info["particles"] == 64
     assert info["mixture_components"] == 4 and info["pool_size"] == 256
-    assert 0.0 <= record["metrics"]["test/acc"] <= 1.0
+    metrics = record["metrics"]
+    assert 0.0 <= metrics["test/acc"] <= 1.0
+    # sample mode: the spread over 5 more scorings of the test set is recorded
+    assert metrics["test/draws"] == 5.0 and metrics["test/acc_draws_std"] >= 0.0
+    assert metrics["test/acc_draws_min"] <= metrics["test/acc_draws_mean"] <= metrics["test/acc_draws_max"]
     saved = load_file(str(Path(record["run_dir"]) / "prompt.safetensors"))
     assert saved["virtual_tokens"].shape[0] == 2 and saved["prompt_embeddings"].shape[0] == 20
     # epoch 1 wrote an average of 4 particles into both virtual rows: they hold one vector
@@ -90,6 +94,7 @@ def test_eval_mean_is_deterministic_and_sample_is_recorded(make_config, tmp_path
     assert torch.equal(first, second)
     assert torch.allclose(module.method.virtual_tokens[0], module.method.sampler.particles.mean(0))
     assert mean_run.method.record_info()["eval_particles"] == "mean"
+    assert mean_run.method.extra_test_metrics(module, [mean_run.datamodule.test_dataloader()]) == {}
 
     sample_run = build_experiment(make_config(*FAST, "backbone=tiny_bert", run_dir=tmp_path / "sample"))
     assert sample_run.method.record_info()["eval_particles"] == "sample"

@@ -63,6 +63,11 @@ class Method(nn.Module):
         """Values decided while preparing (e.g. an adaptive KD weight) for the run's record."""
         return {}
 
+    def extra_test_metrics(self, module: nn.Module, test_loaders: Any) -> dict[str, float]:
+        """Metrics measured after the test on the tested module (e.g. a stochastic method's spread over
+        repeated evaluations), named `test/...`; none by default."""
+        return {}
+
     def param_groups(self, base_lr: float) -> list[dict[str, Any]]:
         """Optimizer groups of this method's trainable parameters (two rates for VIP/DePT)."""
         params = [p for p in self.parameters() if p.requires_grad]

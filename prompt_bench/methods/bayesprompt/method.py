@@ -57,6 +57,8 @@ class BayesPrompt(PromptTuning):
         n_virtual: m, the virtual domain tokens (official 2: [sub], [obj]); all get the same vector.
         eval_particles: "sample" (official, stochastic) | "mean" (deterministic).
         start_epoch: the first epoch whose batches write particles (official 1: after epoch 0).
+        eval_draws: with eval_particles=sample, the tested module scores the test set this many more
+            times after the test and the spread goes into the record's metrics; < 2: not measured.
         feature: {mask_padding (official false: padding rows averaged in), max_length (tokens kept
             per sentence), pad_to (official: every sentence padded to max_seq_length; null = the
             batch's own length)}.
@@ -70,6 +72,7 @@ class BayesPrompt(PromptTuning):
         n_virtual: int = 2,
         eval_particles: str = "sample",
         start_epoch: int = 1,
+        eval_draws: int = 5,
         feature: dict | None = None,
         mixture: dict | None = None,
         svgd: dict | None = None,
@@ -89,6 +92,7 @@ class BayesPrompt(PromptTuning):
         self.n_virtual = n_virtual
         self.eval_particles = eval_particles
         self.start_epoch = start_epoch
+        self.eval_draws = eval_draws
         self.feature = {"mask_padding": False, "max_length": 256, "pad_to": 256, **dict(feature or {})}
         self.mixture = {
             "reg_covar": OFFICIAL_REG_COVAR, "covariance_type": "full", "random_state": 0, "max_iter": 100,
@@ -232,6 +236,23 @@ class BayesPrompt(PromptTuning):
 
     def record_info(self) -> dict[str, Any]:
         return dict(self.info)
+
+    def extra_test_metrics(self, module: torch.nn.Module, test_loaders: Any) -> dict[str, float]:
+        """With eval_particles=sample: eval_draws more scorings of the test set by the tested module (each
+        batch draws anew), as test/<metric>_draws_{mean,std,min,max} (std unbiased, over the draws) and
+        test/draws. Empty in mean mode, which is deterministic."""
+        if self.eval_particles != "sample" or self.eval_draws < 2:
+            return {}
+        draws = [module.evaluate(test_loaders) for _ in range(self.eval_draws)]
+        spread: dict[str, float] = {}
+        for name in draws[0]:
+            values = torch.tensor([draw[name] for draw in draws], dtype=torch.float64)
+            spread[f"test/{name}_draws_mean"] = float(values.mean())
+            spread[f"test/{name}_draws_std"] = float(values.std())
+            spread[f"test/{name}_draws_min"] = float(values.min())
+            spread[f"test/{name}_draws_max"] = float(values.max())
+        spread["test/draws"] = float(len(draws))
+        return spread
 
     # ---- saving --------------------------------------------------------------------------------
     def prompt_tensors(self) -> dict[str, Tensor]:
