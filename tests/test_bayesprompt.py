@@ -130,3 +130,32 @@ def test_comparison_sweep_composes(make_config):
     preset = make_config("experiment=bayesprompt_vs_pt", "method=bayesprompt")
     assert preset.sweep_name == "bayesprompt_vs_pt"
     assert preset.method.module._target_.endswith("BayesPrompt")
+
+
+@pytest.mark.parametrize("head", HEADS)
+def test_it_learns_with_particles_written_and_only_the_prompt_trains(make_config, head):
+    """Particles from the first batch (start_epoch=0), 80 steps as the matrix: the loss falls, test accuracy
+    (deterministic mean mode) clears chance, P trains, the backbone stays bit-identical."""
+    cfg = make_config(*FAST, "backbone=tiny_bert", f"head={head}", "method.module.start_epoch=0",
+                      "method.eval_particles=mean", "method/optimizer=adamw", "method.optimizer.lr=0.05",
+                      "method.head_lr=0.01")
+    experiment = build_experiment(cfg)
+    module = experiment.module
+    backbone_before = {name: p.detach().clone() for name, p in module.backbone.named_parameters()}
+    prompt_before = module.method.prompt_embeddings.detach().clone()
+    losses: list[float] = []
+
+    class Losses(pl.Callback):
+        def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+            losses.append(float(outputs["loss"]))
+
+    trainer = pl.Trainer(
+        max_steps=80, max_epochs=-1, logger=False, enable_checkpointing=False, limit_val_batches=0,
+        enable_progress_bar=False, enable_model_summary=False, callbacks=[Losses()], accelerator="cpu",
+    )
+    trainer.fit(module, datamodule=experiment.datamodule)
+    assert sum(losses[-5:]) < sum(losses[:5]), f"loss did not decrease: {losses[:5]} -> {losses[-5:]}"
+    assert all(torch.equal(p.detach(), backbone_before[name]) for name, p in module.backbone.named_parameters())
+    assert not torch.equal(module.method.prompt_embeddings.detach(), prompt_before)
+    scores = module.evaluate(experiment.datamodule.test_dataloader())
+    assert scores["acc"] > 1.0 / module.num_classes + 0.15, scores
