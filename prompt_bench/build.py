@@ -57,6 +57,8 @@ def build_experiment(cfg: DictConfig) -> Experiment:
             label_names=split.label_names,
             cache_dir=cfg.paths.cache_dir,
             extras=method_extras(cfg, method, adapter),
+            train_texts=split.train.texts if isinstance(split, FewShotSplit) else (),
+            pool_texts=task.train.texts,
         )
     )
     module = site.module(

@@ -80,6 +80,7 @@ def fit_and_test(cfg: DictConfig, experiment: Experiment, run_dir: Path, run_key
     tested_checkpoint = best if cfg.method.get("test_checkpoint", "best") == "best" else None
     tested = trainer.test(module, datamodule=datamodule, ckpt_path=tested_checkpoint, verbose=False)[0]
     metrics.update({name: float(value) for name, value in tested.items()})
+    metrics.update(experiment.method.extra_test_metrics(module, datamodule.test_dataloader()))
     primary = experiment.split.test_metric  # base-to-new: hmean
     metrics["test/primary"] = metrics[f"test/{primary}"]
     metrics["primary_metric"] = primary

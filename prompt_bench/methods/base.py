@@ -21,12 +21,16 @@ class MethodContext:
     label_names: the target task's class names (label-initialised prompts use them).
     cache_dir: where shared artefacts live (source prompts, meta inits, teacher logits).
     extras: anything a later method needs (a transfer pair, a teacher), by name.
+    train_texts: the split's training texts (k-shot); pool_texts: the task's whole train pool,
+        unlabelled use only (BayesPrompt fits its mixture on it). Empty where a site has none.
     """
 
     adapter: AdapterBase
     label_names: tuple[str, ...]
     cache_dir: str
     extras: dict[str, Any] = field(default_factory=dict)
+    train_texts: tuple[str, ...] = ()
+    pool_texts: tuple[str, ...] = ()
 
 
 class Method(nn.Module):
@@ -57,6 +61,11 @@ class Method(nn.Module):
 
     def record_info(self) -> dict[str, Any]:
         """Values decided while preparing (e.g. an adaptive KD weight) for the run's record."""
+        return {}
+
+    def extra_test_metrics(self, module: nn.Module, test_loaders: Any) -> dict[str, float]:
+        """Metrics measured after the test on the tested module (e.g. a stochastic method's spread over
+        repeated evaluations), named `test/...`; none by default."""
         return {}
 
     def param_groups(self, base_lr: float) -> list[dict[str, Any]]:
