@@ -75,7 +75,9 @@ class PretrainConfig:
 
     mode: str = "meta"  # meta (MetaPT: algorithm maml | reptile) | multitask (PPT's baseline)
     corpus: str = "tweets_all"  # a conf/dataset/<name>.yaml (its task's train pool), or a path to one
-    exclude_domain: str | None = None  # a tweet domain (airline, cars, apple) whose tweets are dropped
+    # A tweet domain (airline, cars, apple) dropped from a tweets corpus; "target": the run's dataset's
+    # own domain when it is a tweet task (nothing for bbc_news or tweets_all); null: keep everything.
+    exclude_domain: str | None = "target"
     max_examples: int | None = 2000  # corpus cap (a seeded random subset); None: the whole train pool
     max_length: int = 64  # tokens per auxiliary-task input
     seed: int = 0  # corpus subset, clustering, task draws, episodes, initial prompt
@@ -105,10 +107,11 @@ class PretrainConfig:
                 f"method.pretrain.init '{self.init}' is not one of {', '.join(PRETRAIN_INITS)} (the meta-learned "
                 "prompt starts from the vocabulary or from N(0, 0.02^2); label and text inits need one task's words)."
             )
-        if self.exclude_domain is not None and self.exclude_domain not in TWEET_DOMAINS:
+        domains = [domain for domain in TWEET_DOMAINS if domain != "all"]
+        if self.exclude_domain not in (None, "target", *domains):
             raise ConfigError(
                 f"method.pretrain.exclude_domain '{self.exclude_domain}' is not a tweet domain "
-                f"({', '.join(d for d in TWEET_DOMAINS if d != 'all')}) or null."
+                f"({', '.join(domains)}), 'target' or null."
             )
         if self.max_examples is not None and self.max_examples < 2:
             raise ConfigError(f"method.pretrain.max_examples must be >= 2 or null, got {self.max_examples}.")
@@ -139,10 +142,24 @@ def _checked(config_class, **options):
 
 
 def pretrain_config(cfg: DictConfig) -> PretrainConfig:
+    """cfg.method.pretrain, with exclude_domain resolved: only a tweets corpus loses a domain, and
+    "target" becomes the run's dataset's tweet domain (None when the target is no single domain)."""
     node = cfg.method.get("pretrain")
     if node is None:
         raise ConfigError(f"method '{cfg.method.name}' needs a method.pretrain block (see conf/method/metapt.yaml).")
-    return _checked(PretrainConfig, **OmegaConf.to_container(node, resolve=True))
+    config = _checked(PretrainConfig, **OmegaConf.to_container(node, resolve=True))
+    if not is_tweets(corpus_task_config(config.corpus)):
+        config.exclude_domain = None
+    elif config.exclude_domain == "target":
+        task = OmegaConf.to_container(cfg.dataset.task, resolve=True)
+        domain = task.get("domain", "airline") if is_tweets(task) else None  # airline: tweets()'s default
+        config.exclude_domain = None if domain == "all" else domain
+    return config
+
+
+def is_tweets(task: dict[str, Any]) -> bool:
+    """Whether a dataset's task node loads the tweet corpus (prompt_bench.data...tweets)."""
+    return str(task.get("_target_", "")).rsplit(".", 1)[-1] == "tweets"
 
 
 # ---- the corpus --------------------------------------------------------------------------------
