@@ -27,6 +27,7 @@ in the meta-parameters and leaves every backbone weight as it is (they never get
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import re
@@ -42,6 +43,7 @@ from omegaconf import DictConfig, OmegaConf
 from safetensors.torch import save_file
 from torch import Tensor, nn
 from torch.func import functional_call
+from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.nn import functional as F
 
 from prompt_bench.artefacts import ArtefactStore
@@ -115,6 +117,7 @@ class PretrainConfig:
             )
         if self.max_examples is not None and self.max_examples < 2:
             raise ConfigError(f"method.pretrain.max_examples must be >= 2 or null, got {self.max_examples}.")
+        self.clustering_config(), self.task_config(), self.maml_config()  # their own checks, at config time
 
     def clustering_config(self) -> ClusteringConfig:
         return _checked(
@@ -345,8 +348,9 @@ def make_init(
 
         optimizer = build_outer_optimizer(params.values(), maml)
         meta_started = time.perf_counter()
-        history = meta_train(params, kept, loss_fn, collate, maml, generator=config.seed, optimizer=optimizer,
-                             baseline=config.mode == "multitask", on_step=on_step)
+        with attention_for(maml):
+            history = meta_train(params, kept, loss_fn, collate, maml, generator=config.seed, optimizer=optimizer,
+                                 baseline=config.mode == "multitask", on_step=on_step)
         meta_seconds = time.perf_counter() - meta_started
         save_file({"prompt_embeddings": model.prompt.detach().float().cpu().contiguous()}, str(workspace / PROMPT_FILE))
         head_tensors = {n: p.detach().float().cpu().contiguous() for n, p in params.items() if n != "prompt"}
@@ -366,6 +370,14 @@ def make_init(
         adapter.train(was_training)
         for name, p in adapter.named_parameters():
             p.requires_grad_(grad_flags[name])
+
+
+def attention_for(maml: PromptMAMLConfig) -> contextlib.AbstractContextManager:
+    """Second-order MAML differentiates the attention backward again: only SDPA's math kernel has a
+    double backward (the fused CPU/GPU kernels raise), so it is forced there; first order keeps the fast ones."""
+    if maml.algorithm == "maml" and maml.order == "second" and maml.meta_steps:
+        return sdpa_kernel([SDPBackend.MATH])
+    return contextlib.nullcontext()
 
 
 def initial_prompt(adapter: BackboneAdapter, method: nn.Module, config: PretrainConfig) -> Tensor:
