@@ -25,7 +25,13 @@ from prompt_bench.build import build_experiment
 from prompt_bench.data import TWEET_DOMAINS
 from prompt_bench.errors import ConfigError
 from prompt_bench.methods.metapt import pretrain
-from prompt_bench.methods.metapt.pretrain import CLUSTERS_FILE, HISTORY_FILE, init_spec, load_corpus, pretrain_config
+from prompt_bench.methods.metapt.pretrain import (
+    CLUSTERS_FILE,
+    HISTORY_FILE,
+    init_spec,
+    load_corpus,
+    pretrain_config,
+)
 from prompt_bench.run import run_experiment
 
 ROOT = Path(__file__).resolve().parents[1]

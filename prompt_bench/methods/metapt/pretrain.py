@@ -43,8 +43,8 @@ from omegaconf import DictConfig, OmegaConf
 from safetensors.torch import save_file
 from torch import Tensor, nn
 from torch.func import functional_call
-from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.nn import functional as F
+from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from prompt_bench.artefacts import ArtefactStore
 from prompt_bench.backbones import BackboneAdapter
@@ -52,8 +52,18 @@ from prompt_bench.data import TWEET_DOMAINS, Task
 from prompt_bench.errors import ConfigError
 from prompt_bench.methods.base import MethodContext
 from prompt_bench.methods.metapt.clustering import ClusteringConfig, cluster_corpus
-from prompt_bench.methods.metapt.maml import PromptMAMLConfig, build_outer_optimizer, meta_train
-from prompt_bench.methods.metapt.tasks import AuxiliaryTask, Example, TaskConfig, build_auxiliary_tasks, usable_tasks
+from prompt_bench.methods.metapt.maml import (
+    PromptMAMLConfig,
+    build_outer_optimizer,
+    meta_train,
+)
+from prompt_bench.methods.metapt.tasks import (
+    AuxiliaryTask,
+    Example,
+    TaskConfig,
+    build_auxiliary_tasks,
+    usable_tasks,
+)
 from prompt_bench.methods.prompt_tuning import PromptTuning
 
 log = logging.getLogger("prompt_bench")
