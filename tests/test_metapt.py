@@ -71,6 +71,7 @@ def test_end_to_end_per_family(make_config, tmp_path, backbone):
     assert clusters["examples"] and "silhouette" in clusters and clusters["tasks"]
     history = json.loads((init_dir / HISTORY_FILE).read_text())
     assert history["mode"] == ("multitask" if method == "ppt" else "meta") and len(history["steps"]) == 3
+    assert len({tuple(step["tasks"]) for step in history["steps"]}) > 1  # fresh episodes every step
     # the downstream prompt starts as exactly the artefact's prompt
     init_prompt = load_file(str(init_dir / "prompt.safetensors"))["prompt_embeddings"]
     assert torch.equal(experiment.method.prompt_embeddings.detach().cpu(), init_prompt)

@@ -359,7 +359,9 @@ def make_init(
         optimizer = build_outer_optimizer(params.values(), maml)
         meta_started = time.perf_counter()
         with attention_for(maml):
-            history = meta_train(params, kept, loss_fn, collate, maml, generator=config.seed, optimizer=optimizer,
+            # one generator for the whole run (an int would re-seed every step: the same episodes each time)
+            episodes = torch.Generator().manual_seed(config.seed)
+            history = meta_train(params, kept, loss_fn, collate, maml, generator=episodes, optimizer=optimizer,
                                  baseline=config.mode == "multitask", on_step=on_step)
         meta_seconds = time.perf_counter() - meta_started
         save_file({"prompt_embeddings": model.prompt.detach().float().cpu().contiguous()}, str(workspace / PROMPT_FILE))
