@@ -21,10 +21,14 @@ from prompt_bench.errors import ConfigError
 from prompt_bench.heads import HEADS, Head
 from prompt_bench.lit import PromptLightningModule
 from prompt_bench.methods.base import Method, MethodContext
+from prompt_bench.methods.metapt.pretrain import meta_init_file
 from prompt_bench.records import resolved_config, run_key
 from prompt_bench.training import Outcome, fit_and_test
 from prompt_bench.transfer.artefacts import pair_transferability, source_prompt_file, teacher_logits_file
 from prompt_bench.transfer.pairs import check_pair
+
+
+PAIRLESS_NEEDS = frozenset({"meta_init"})  # served without a transfer pair
 
 
 @dataclass
@@ -86,9 +90,10 @@ def prompt_site(method: Method, method_name: str) -> InputSite | ClassSite:
 def method_extras(cfg: DictConfig, method: Method, adapter: AdapterBase) -> dict:
     """What the method declares in `method.needs`, served by name (each made once and shared, see
     `prompt_bench.transfer.artefacts`): `source_prompt` (the pair's source prompt file),
-    `teacher_logits` (PANDA's PoT teacher logits file), `transferability` (the pair's MSS, float).
+    `teacher_logits` (PANDA's PoT teacher logits file), `transferability` (the pair's MSS, float),
+    `meta_init` (MetaPT's / PPT's pre-trained init prompt file, from method.pretrain; no pair needed).
 
-    Every need comes from a transfer pair; without one nothing is served and the method's
+    The other needs come from a transfer pair; without one they are not served and the method's
     `prepare` says which pair is missing.
     """
     check_pair(cfg)
@@ -102,6 +107,7 @@ def method_extras(cfg: DictConfig, method: Method, adapter: AdapterBase) -> dict
         "source_prompt": lambda: source_prompt_file(cfg, train_run),
         "teacher_logits": lambda: teacher_logits_file(cfg, train_run),
         "transferability": lambda: pair_transferability(cfg, adapter, build_head, train_run),
+        "meta_init": lambda: meta_init_file(cfg, adapter, method, build_head),
     }
     unknown = sorted(method.needs - makers.keys())
     if unknown:
@@ -110,7 +116,7 @@ def method_extras(cfg: DictConfig, method: Method, adapter: AdapterBase) -> dict
             f"(it serves {', '.join(makers)})."
         )
     if not cfg.get("transfer"):
-        return {}
+        return {name: make() for name, make in makers.items() if name in method.needs & PAIRLESS_NEEDS}
     return {name: make() for name, make in makers.items() if name in method.needs}
 
 

@@ -49,8 +49,8 @@ def test_methods_declare_their_needs_and_the_builder_refuses_unknown_ones(make_c
     assert PANDA.needs == {"teacher_logits"} and PANDA(adaptive_kd=True).needs == {"teacher_logits", "transferability"}
     assert PANDA.needs == {"teacher_logits"}  # the instance's extra need stays on the instance
     method = PromptTuning()
-    method.needs = frozenset({"meta_init"})
-    with pytest.raises(ConfigError, match="needs meta_init, which the builder cannot serve"):
+    method.needs = frozenset({"gmm_particles"})  # (meta_init is served now: MetaPT's init prompt)
+    with pytest.raises(ConfigError, match="needs gmm_particles, which the builder cannot serve"):
         method_extras(make_config("method=spot", "transfer=tweets_airline_to_cars", *TINY), method, adapter=None)
     assert method_extras(make_config("dataset=synthetic", *TINY), PromptTuning(), adapter=None) == {}
 

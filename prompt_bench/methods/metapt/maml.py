@@ -36,7 +36,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from prompt_bench.methods.metapt.tasks import AuxiliaryTask, Episode, Example, sample_episodes
+from prompt_bench.methods.metapt.tasks import AuxiliaryTask, Episode, Example, as_generator, sample_episodes
 
 Params = dict[str, Tensor]
 LossFn = Callable[[Mapping[str, Tensor], Any], Tensor]
@@ -292,6 +292,7 @@ def meta_train(
             f"tasks {small} have fewer than 2m = {2 * config.m} examples, too few for a disjoint "
             f"support and query set; filter them with usable_tasks(tasks, m) or lower m"
         )
+    generator = as_generator(generator)  # one stream for every step (an int must not re-seed each step)
     history = []
     for step in range(config.meta_steps):
         episodes: list[Episode] = sample_episodes(tasks, config.tasks_per_step, config.m, generator)
