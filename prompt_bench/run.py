@@ -18,6 +18,7 @@ from typing import Any
 import hydra
 from hydra.core.hydra_config import HydraConfig
 from hydra.errors import InstantiationException
+from hydra.experimental.callback import Callback
 from hydra.types import RunMode
 from hydra.utils import get_class
 from omegaconf import DictConfig, open_dict
@@ -30,6 +31,7 @@ from prompt_bench.records import (
     claim_run_dir,
     find_ok_record,
     git_commit,
+    read_record,
     package_versions,
     resolved_config,
     run_key,
@@ -42,6 +44,9 @@ log = logging.getLogger("prompt_bench")
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 CONFIG_DIR = str(PROJECT_ROOT / "conf")  # absolute: Hydra reads a relative path as a module path
 USER_ERRORS = (PromptBenchError, InstantiationException)
+# (outcome, run dir) of every run this process was handed: ok | failed | skipped. The sweep tally
+# reads it at the end of a local multirun; a SLURM sweep's jobs run elsewhere, so it reads records.
+OUTCOMES: list[tuple[str, str]] = []
 
 
 def run_experiment(cfg: DictConfig) -> dict[str, Any]:
@@ -56,6 +61,7 @@ def run_experiment(cfg: DictConfig) -> dict[str, Any]:
         done = find_ok_record(sweep_dir_of(Path(cfg.paths.output_dir)), key)
         if done is not None:
             log.info("skipping run %s: already ok in %s", key, done.get("run_dir"))
+            OUTCOMES.append(("skipped", str(done.get("run_dir"))))
             return done
     run_dir = claim_run_dir(Path(cfg.paths.output_dir), key)
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -99,7 +105,41 @@ def run_experiment(cfg: DictConfig) -> dict[str, Any]:
         write_json_atomic(run_dir / RECORD_NAME, record)
         finish_wandb()
     print_summary(record)
+    OUTCOMES.append((record["status"], str(run_dir)))
     return record
+
+
+def tally_lines(outcomes: list[tuple[str, str]]) -> list[str]:
+    """The final tally: one line of counts, then one line per failed run dir."""
+    counts = {name: sum(1 for status, _ in outcomes if status == name) for name in ("ok", "failed", "skipped")}
+    lines = [f"prompt_bench tally: {counts['ok']} ok, {counts['failed']} failed, {counts['skipped']} skipped"]
+    lines += [f"  failed: {run_dir}" for status, run_dir in outcomes if status == "failed"]
+    return lines
+
+
+def outcomes_from_records(sweep_dir: Path) -> list[tuple[str, str]]:
+    """Outcomes read back from the records of a sweep dir (jobs that ran in other processes)."""
+    outcomes = []
+    for path in sorted(Path(sweep_dir).glob(f"*/{RECORD_NAME}")):
+        record = read_record(path.parent)
+        status = (record or {}).get("status", "corrupt")
+        outcomes.append((status if status in ("ok", "skipped") else "failed", str(path.parent)))
+    return outcomes
+
+
+class SweepTally(Callback):
+    """Prints the tally at the end of a multirun and exits 1 when any run failed.
+
+    A SystemExit on purpose: Hydra turns an Exception raised by a callback into a warning.
+    Failures are still recorded and the sweep goes on; only the final exit status reports them.
+    """
+
+    def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        outcomes = list(OUTCOMES) or outcomes_from_records(Path(config.hydra.sweep.dir))
+        lines = tally_lines(outcomes)
+        print("\n".join(lines), flush=True)
+        if any(status == "failed" for status, _ in outcomes):
+            raise SystemExit(1)
 
 
 def drop_unused_transfer(cfg: DictConfig) -> None:
@@ -143,12 +183,16 @@ def main(cfg: DictConfig) -> float | None:
             cfg.sweep_name = Path(HydraConfig.get().sweep.dir).name
     drop_unused_transfer(cfg)
     record = run_experiment(cfg)
+    if is_multirun():
+        return record["metrics"].get("test/primary") if record["status"] == "ok" else None  # the tally exits 1
+    print("\n".join(tally_lines(OUTCOMES[-1:])), flush=True)
     if record["status"] != "ok":
-        if is_multirun():
-            return None  # recorded; the sweep goes on
         sys.exit(1)
     return record["metrics"].get("test/primary")
 
 
 if __name__ == "__main__":
-    main()
+    # The imported module, not this __main__ copy: the sweep tally callback reads its OUTCOMES.
+    from prompt_bench.run import main as imported_main
+
+    imported_main()

@@ -38,15 +38,20 @@ def test_smoke_sweep_then_relaunch_does_no_work(tmp_path, cache_dir):
     assert record_hashes(sweep_dir) == before
 
 
-def test_failing_cell_is_recorded_and_the_sweep_goes_on(tmp_path, cache_dir):
-    result = run_cli(
-        "-m", "trainer=debug", "logger=none", "backbone=tiny_bert", "dataset=synthetic", "dataset.k_shot=4,1000",
-        "sweep_name=mixed", root=tmp_path, cache=cache_dir,
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
+def test_failing_cell_is_recorded_the_sweep_goes_on_and_exits_nonzero_with_a_tally(tmp_path, cache_dir):
+    overrides = ("-m", "trainer=debug", "logger=none", "backbone=tiny_bert", "dataset=synthetic",
+                 "dataset.k_shot=1000,4", "sweep_name=mixed")
+    result = run_cli(*overrides, root=tmp_path, cache=cache_dir)
+    assert result.returncode == 1, result.stderr[-3000:]
     by_k = {r["config"]["dataset"]["k_shot"]: r for r in records(tmp_path / "outputs" / "sweeps" / "mixed")}
-    assert by_k[4]["status"] == "ok"
+    assert by_k[4]["status"] == "ok"  # the failure came first; the sweep went on
     assert by_k[1000]["status"] == "failed" and "k_shot=1000" in by_k[1000]["error"]
+    assert "prompt_bench tally: 1 ok, 1 failed, 0 skipped" in result.stdout
+    assert f"failed: {by_k[1000]['run_dir']}" in result.stdout
+
+    again = run_cli(*overrides, root=tmp_path, cache=cache_dir)
+    assert again.returncode == 1
+    assert "prompt_bench tally: 0 ok, 1 failed, 1 skipped" in again.stdout, again.stdout[-600:]
 
 
 def test_sigkill_mid_training_then_relaunch_resumes(tmp_path, cache_dir):
