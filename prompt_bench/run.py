@@ -39,6 +39,7 @@ from prompt_bench.records import (
 )
 from prompt_bench.summary import print_summary
 from prompt_bench.training import fit_and_test
+from prompt_bench.validate import check_config, check_output_dir, check_positions
 
 log = logging.getLogger("prompt_bench")
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -64,7 +65,12 @@ def run_experiment(cfg: DictConfig) -> dict[str, Any]:
             OUTCOMES.append(("skipped", str(done.get("run_dir"))))
             return done
     run_dir = claim_run_dir(Path(cfg.paths.output_dir), key)
-    run_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        check_output_dir(run_dir)
+    except PromptBenchError as error:  # nowhere to write a record: say so and stop
+        log.error("run failed: %s", error)
+        OUTCOMES.append(("failed", str(run_dir)))
+        return {"run_key": key, "status": "failed", "run_dir": str(run_dir), "error": f"{type(error).__name__}: {error}"}
     record: dict[str, Any] = {
         "run_key": key,
         "status": "running",
@@ -77,7 +83,11 @@ def run_experiment(cfg: DictConfig) -> dict[str, Any]:
     }
     write_json_atomic(run_dir / RECORD_NAME, record)  # marks the dir as this run's while it trains
     try:
+        check_config(cfg)
         experiment = build_experiment(cfg)
+        check_positions(cfg, experiment.adapter, experiment.method.prompt_site)
+        if experiment.data_notes:
+            record["data_notes"] = experiment.data_notes
         record["split_hash"] = experiment.split.content_hash
         record["method_info"] = experiment.method.record_info()
         outcome = fit_and_test(cfg, experiment, run_dir, key)
@@ -127,12 +137,27 @@ def outcomes_from_records(sweep_dir: Path) -> list[tuple[str, str]]:
     return outcomes
 
 
+def refuse_unwritable(directory: str) -> None:
+    try:
+        check_output_dir(Path(directory), create=False)
+    except PromptBenchError as error:
+        print(f"run failed: {error}", file=sys.stderr, flush=True)
+        raise SystemExit(1) from None
+
+
 class SweepTally(Callback):
     """Prints the tally at the end of a multirun and exits 1 when any run failed.
 
     A SystemExit on purpose: Hydra turns an Exception raised by a callback into a warning.
     Failures are still recorded and the sweep goes on; only the final exit status reports them.
     """
+
+    def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
+        """Before Hydra writes .hydra/ into the run dir: an unwritable dir is one sentence, not a traceback."""
+        refuse_unwritable(config.hydra.run.dir)
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        refuse_unwritable(config.hydra.sweep.dir)
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         outcomes = list(OUTCOMES) or outcomes_from_records(Path(config.hydra.sweep.dir))
