@@ -31,7 +31,9 @@ from prompt_bench.records import (
     claim_run_dir,
     find_ok_record,
     git_commit,
+    move_aside,
     read_record,
+    record_is_corrupt,
     package_versions,
     resolved_config,
     run_key,
@@ -64,6 +66,11 @@ def run_experiment(cfg: DictConfig) -> dict[str, Any]:
             log.info("skipping run %s: already ok in %s", key, done.get("run_dir"))
             OUTCOMES.append(("skipped", str(done.get("run_dir"))))
             return done
+    corrupt_record = None
+    if record_is_corrupt(Path(cfg.paths.output_dir)):  # never resumed into a hollow ok: moved aside, said
+        corrupt_record = str(move_aside(Path(cfg.paths.output_dir) / RECORD_NAME))
+        log.warning("the record in %s was unreadable; moved aside to %s and running again",
+                    cfg.paths.output_dir, corrupt_record)
     run_dir = claim_run_dir(Path(cfg.paths.output_dir), key)
     try:
         check_output_dir(run_dir)
@@ -81,6 +88,8 @@ def run_experiment(cfg: DictConfig) -> dict[str, Any]:
         "git_commit": git_commit(PROJECT_ROOT),
         "slurm_job_id": os.environ.get("SLURM_JOB_ID"),
     }
+    if corrupt_record:
+        record["corrupt_record"] = corrupt_record
     write_json_atomic(run_dir / RECORD_NAME, record)  # marks the dir as this run's while it trains
     try:
         check_config(cfg)

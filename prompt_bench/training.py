@@ -18,6 +18,7 @@ from pytorch_lightning.plugins.environments import SLURMEnvironment
 from safetensors.torch import save_file
 
 from prompt_bench.efficiency import EpochLine, TrainThroughput
+from prompt_bench.records import move_aside
 
 if TYPE_CHECKING:  # annotations only: the builder imports this module to train dependency runs
     from prompt_bench.build import Experiment
@@ -69,8 +70,9 @@ def fit_and_test(cfg: DictConfig, experiment: Experiment, run_dir: Path, run_key
     last_checkpoint = run_dir / "checkpoints" / "last.ckpt"
     resumed_from_step = None
     if last_checkpoint.exists():  # a killed run of this same config: continue where it stopped
-        resumed_from_step = int(torch.load(last_checkpoint, map_location="cpu", weights_only=False)["global_step"])
-        log.info("resuming from %s (step %d)", last_checkpoint, resumed_from_step)
+        resumed_from_step = checkpoint_step(last_checkpoint)
+        if resumed_from_step is not None:
+            log.info("resuming from %s (step %d)", last_checkpoint, resumed_from_step)
     started = time.perf_counter()
     trainer.fit(module, datamodule=datamodule, ckpt_path=str(last_checkpoint) if resumed_from_step is not None else None)
     train_seconds = time.perf_counter() - started
@@ -96,6 +98,17 @@ def fit_and_test(cfg: DictConfig, experiment: Experiment, run_dir: Path, run_key
         resumed_from_step=resumed_from_step,
         device_memory=device_memory,
     )
+
+
+def checkpoint_step(path: Path) -> int | None:
+    """The global step a checkpoint holds; an unreadable one is moved aside (None: start from scratch)."""
+    try:
+        return int(torch.load(path, map_location="cpu", weights_only=False)["global_step"])
+    except Exception as error:  # noqa: BLE001 - a torn zip, a truncated pickle, a missing key: all unusable
+        aside = move_aside(path)
+        log.warning("checkpoint %s is unreadable (%s: %s); moved aside to %s, training from scratch",
+                    path, type(error).__name__, str(error).splitlines()[0] if str(error) else "", aside)
+        return None
 
 
 def build_loggers(cfg: DictConfig, run_key: str) -> list[Any]:

@@ -102,3 +102,43 @@ def test_unknown_launcher_key_fails_before_any_job(tmp_path, cache_dir):
     assert result.returncode != 0
     assert "partitoin" in result.stderr
     assert not (tmp_path / "outputs").exists()
+
+
+TINY_RUN = ("backbone=tiny_bert", "dataset=synthetic", "trainer=debug", "logger=none")
+
+
+def test_corrupt_record_is_counted_moved_aside_and_run_again_never_a_hollow_ok(make_config, tmp_path, capsys):
+    from prompt_bench.report import summarize
+    from prompt_bench.report.cli import main as report_main
+    from prompt_bench.report.load import load_records
+    from prompt_bench.run import run_experiment
+
+    run_dir = tmp_path / "sweep" / "0_run"
+    assert run_experiment(make_config(*TINY_RUN, run_dir=run_dir))["status"] == "ok"
+    (run_dir / "record.json").write_text('{"status": "ok", "run_k')  # torn write by another tool
+    capsys.readouterr()
+    assert report_main([str(tmp_path / "sweep"), "--status"]) == 0
+    status = capsys.readouterr().out
+    assert "corrupt" in status and str(run_dir) in status
+    frame = load_records(tmp_path / "sweep")
+    assert frame["status"].tolist() == ["corrupt"]
+
+    again = run_experiment(make_config(*TINY_RUN, run_dir=run_dir))
+    (aside,) = run_dir.glob("record.json.corrupt-*")
+    assert again["status"] == "ok" and again["corrupt_record"] == str(aside)
+    assert "metrics" in again and again["efficiency"]["train_seconds"] > 0  # trained again, not hollow
+    assert summarize(load_records(tmp_path / "sweep"), group_by=["method"])["n_corrupt"].tolist() == [0]
+
+
+def test_corrupt_checkpoint_is_moved_aside_and_the_run_starts_from_scratch(make_config, tmp_path, caplog):
+    from prompt_bench.run import run_experiment
+
+    run_dir = tmp_path / "run"
+    (run_dir / "checkpoints").mkdir(parents=True)
+    (run_dir / "checkpoints" / "last.ckpt").write_bytes(b"PK\x03\x04 not really a zip")
+    with caplog.at_level("WARNING", logger="prompt_bench"):
+        record = run_experiment(make_config(*TINY_RUN, run_dir=run_dir))
+    assert record["status"] == "ok", record.get("error")
+    assert record["resumed_from_step"] is None
+    (aside,) = (run_dir / "checkpoints").glob("last.ckpt.corrupt-*")
+    assert f"moved aside to {aside}, training from scratch" in caplog.text
