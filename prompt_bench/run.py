@@ -40,6 +40,7 @@ from prompt_bench.records import (
     write_json_atomic,
 )
 from prompt_bench.summary import print_summary
+from prompt_bench.run_lock import RunLock, owner_text
 from prompt_bench.training import fit_and_test
 from prompt_bench.validate import check_config, check_output_dir, check_positions
 
@@ -60,17 +61,8 @@ def run_experiment(cfg: DictConfig) -> dict[str, Any]:
     """
     config = resolved_config(cfg)
     key = run_key(config)
-    if cfg.get("skip_done", True):
-        done = find_ok_record(sweep_dir_of(Path(cfg.paths.output_dir)), key)
-        if done is not None:
-            log.info("skipping run %s: already ok in %s", key, done.get("run_dir"))
-            OUTCOMES.append(("skipped", str(done.get("run_dir"))))
-            return done
-    corrupt_record = None
-    if record_is_corrupt(Path(cfg.paths.output_dir)):  # never resumed into a hollow ok: moved aside, said
-        corrupt_record = str(move_aside(Path(cfg.paths.output_dir) / RECORD_NAME))
-        log.warning("the record in %s was unreadable; moved aside to %s and running again",
-                    cfg.paths.output_dir, corrupt_record)
+    if cfg.get("skip_done", True) and (done := already_ok(cfg, key)) is not None:
+        return done
     run_dir = claim_run_dir(Path(cfg.paths.output_dir), key)
     try:
         check_output_dir(run_dir)
@@ -78,6 +70,35 @@ def run_experiment(cfg: DictConfig) -> dict[str, Any]:
         log.error("run failed: %s", error)
         OUTCOMES.append(("failed", str(run_dir)))
         return {"run_key": key, "status": "failed", "run_dir": str(run_dir), "error": f"{type(error).__name__}: {error}"}
+    lock = RunLock(run_dir)
+    if not lock.acquire():
+        log.info("skipping run %s: %s is held by %s", key, run_dir, owner_text(lock.holder))
+        OUTCOMES.append(("skipped", str(run_dir)))
+        return {"run_key": key, "status": "skipped", "run_dir": str(run_dir), "held_by": lock.holder}
+    try:
+        # The previous owner may have finished between our check and our lock.
+        if cfg.get("skip_done", True) and (done := already_ok(cfg, key)) is not None:
+            return done
+        return run_owned(cfg, config, key, run_dir)
+    finally:
+        lock.release()
+
+
+def already_ok(cfg: DictConfig, key: str) -> dict[str, Any] | None:
+    """The ok record of `key` in this sweep (noted as skipped), else None."""
+    done = find_ok_record(sweep_dir_of(Path(cfg.paths.output_dir)), key)
+    if done is not None:
+        log.info("skipping run %s: already ok in %s", key, done.get("run_dir"))
+        OUTCOMES.append(("skipped", str(done.get("run_dir"))))
+    return done
+
+
+def run_owned(cfg: DictConfig, config: dict[str, Any], key: str, run_dir: Path) -> dict[str, Any]:
+    """Train, test and record a run whose dir this process holds."""
+    corrupt_record = None
+    if record_is_corrupt(run_dir):  # never resumed into a hollow ok: moved aside, said
+        corrupt_record = str(move_aside(run_dir / RECORD_NAME))
+        log.warning("the record in %s was unreadable; moved aside to %s and running again", run_dir, corrupt_record)
     record: dict[str, Any] = {
         "run_key": key,
         "status": "running",
@@ -218,11 +239,11 @@ def main(cfg: DictConfig) -> float | None:
     drop_unused_transfer(cfg)
     record = run_experiment(cfg)
     if is_multirun():
-        return record["metrics"].get("test/primary") if record["status"] == "ok" else None  # the tally exits 1
+        return (record.get("metrics") or {}).get("test/primary")  # a failure: the tally exits 1
     print("\n".join(tally_lines(OUTCOMES[-1:])), flush=True)
-    if record["status"] != "ok":
+    if record["status"] not in ("ok", "skipped"):
         sys.exit(1)
-    return record["metrics"].get("test/primary")
+    return (record.get("metrics") or {}).get("test/primary")
 
 
 if __name__ == "__main__":

@@ -142,3 +142,38 @@ def test_corrupt_checkpoint_is_moved_aside_and_the_run_starts_from_scratch(make_
     assert record["resumed_from_step"] is None
     (aside,) = (run_dir / "checkpoints").glob("last.ckpt.corrupt-*")
     assert f"moved aside to {aside}, training from scratch" in caplog.text
+
+
+def test_two_identical_sweeps_at_once_train_each_run_once(tmp_path, cache_dir):
+    overrides = ["-m", "logger=csv", "backbone=tiny_bert", "dataset=synthetic", "trainer=debug",
+                 "trainer.max_epochs=3", "seed=13,21,42,87", "sweep_name=twins"]
+    env = {**os.environ, "PROMPT_BENCH_ROOT": str(tmp_path), "PROMPT_BENCH_CACHE": str(cache_dir), "WANDB_MODE": "offline"}
+    launchers = [
+        subprocess.Popen([sys.executable, "-m", "prompt_bench.run", *overrides], cwd=tmp_path, env=env,
+                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        for _ in range(2)
+    ]
+    outputs = [launcher.communicate(timeout=300)[0] for launcher in launchers]
+    assert [launcher.returncode for launcher in launchers] == [0, 0], outputs[0][-2000:] + outputs[1][-2000:]
+    tallies = [line for output in outputs for line in output.splitlines() if line.startswith("prompt_bench tally:")]
+    oks = sum(int(line.split(": ")[1].split(" ok")[0]) for line in tallies)
+    assert len(tallies) == 2 and oks == 4, tallies  # every run trained by exactly one launcher
+    finished = records(tmp_path / "outputs" / "sweeps" / "twins")
+    assert len(finished) == 4 and {r["status"] for r in finished} == {"ok"}
+    joined = "\n".join(outputs)
+    assert "is held by pid" in joined or joined.count("already ok") >= 4
+
+
+def test_stale_owner_on_this_host_is_taken_over(tmp_path):
+    import socket
+
+    from prompt_bench.run_lock import OWNER_NAME, RunLock
+
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    (tmp_path / OWNER_NAME).write_text(json.dumps({"host": socket.gethostname(), "pid": dead.pid}))
+    with RunLock(tmp_path) as held:
+        assert held
+        assert json.loads((tmp_path / OWNER_NAME).read_text())["pid"] == os.getpid()
+        with RunLock(tmp_path) as second:  # a live owner (this process) is not taken over
+            assert not second
