@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+import socket
 import sys
 import time
 import traceback
@@ -84,6 +85,17 @@ def run_experiment(cfg: DictConfig) -> dict[str, Any]:
         lock.release()
 
 
+def earlier_attempts(run_dir: Path, key: str) -> list[dict[str, Any]]:
+    """Attempts of this run before this one, from the record it left (a killed one ends with end=None)."""
+    previous = read_record(run_dir)
+    if not previous or previous.get("run_key") != key:
+        return []
+    if "attempts" in previous:
+        return list(previous["attempts"])
+    return [{"start": previous.get("started_at"), "end": previous.get("finished_at"), "host": None,
+             "slurm_job_id": previous.get("slurm_job_id"), "resumed_from_step": previous.get("resumed_from_step")}]
+
+
 def already_ok(cfg: DictConfig, key: str) -> dict[str, Any] | None:
     """The ok record of `key` in this sweep (noted as skipped), else None."""
     done = find_ok_record(sweep_dir_of(Path(cfg.paths.output_dir)), key)
@@ -111,6 +123,9 @@ def run_owned(cfg: DictConfig, config: dict[str, Any], key: str, run_dir: Path) 
     }
     if corrupt_record:
         record["corrupt_record"] = corrupt_record
+    attempt = {"start": record["started_at"], "end": None, "host": socket.gethostname(), "pid": os.getpid(),
+               "slurm_job_id": os.environ.get("SLURM_JOB_ID"), "resumed_from_step": None}
+    record["attempts"] = [*earlier_attempts(run_dir, key), attempt]
     write_json_atomic(run_dir / RECORD_NAME, record)  # marks the dir as this run's while it trains
     try:
         check_config(cfg)
@@ -124,13 +139,14 @@ def run_owned(cfg: DictConfig, config: dict[str, Any], key: str, run_dir: Path) 
         record["metrics"] = outcome.metrics
         record["efficiency"] = {
             **parameter_counts(experiment.module),
-            "train_seconds": outcome.train_seconds,
+            "train_seconds": outcome.train_seconds,  # all attempts (each up to its last checkpoint)
+            "train_seconds_before_resume": outcome.train_seconds_before_resume,
             "train_samples_per_s": outcome.train_samples_per_s,
             "peak_rss_mb": peak_rss_mb(),
             **outcome.device_memory,
         }
         record["best_checkpoint"] = outcome.best_checkpoint
-        record["resumed_from_step"] = outcome.resumed_from_step
+        record["resumed_from_step"] = attempt["resumed_from_step"] = outcome.resumed_from_step
         record["status"] = "ok"
     except Exception as error:  # noqa: BLE001 - every failure must end as a record
         record["status"] = "failed"
@@ -141,7 +157,7 @@ def run_owned(cfg: DictConfig, config: dict[str, Any], key: str, run_dir: Path) 
         else:
             log.exception("run failed")
     finally:
-        record["finished_at"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+        record["finished_at"] = attempt["end"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
         write_json_atomic(run_dir / RECORD_NAME, record)
         finish_wandb()
     print_summary(record)

@@ -54,9 +54,9 @@ def test_failing_cell_is_recorded_the_sweep_goes_on_and_exits_nonzero_with_a_tal
     assert "prompt_bench tally: 0 ok, 1 failed, 1 skipped" in again.stdout, again.stdout[-600:]
 
 
-def test_sigkill_mid_training_then_relaunch_resumes(tmp_path, cache_dir):
+def test_sigkill_mid_training_then_relaunch_resumes_keeping_everything(tmp_path, cache_dir):
     overrides = [
-        "-m", "logger=none", "backbone=tiny_bert", "dataset=synthetic", "trainer.max_epochs=60",
+        "-m", "logger=csv", "+logger.csv.flush_logs_every_n_steps=1", "backbone=tiny_bert", "dataset=synthetic", "trainer.max_epochs=60",
         "seed=13,21", "sweep_name=killed",
     ]
     env = {**os.environ, "PROMPT_BENCH_ROOT": str(tmp_path), "PROMPT_BENCH_CACHE": str(cache_dir)}
@@ -84,6 +84,16 @@ def test_sigkill_mid_training_then_relaunch_resumes(tmp_path, cache_dir):
     assert record_hashes(sweep_dir / "0_prompt_tuning_tiny_bert_synthetic_s13") == first_before
     resumed = finished[1]
     assert resumed["resumed_from_step"] > 0
+    killed_attempt, last_attempt = resumed["attempts"]
+    assert killed_attempt["end"] is None and killed_attempt["resumed_from_step"] is None
+    assert last_attempt["resumed_from_step"] == resumed["resumed_from_step"] and last_attempt["end"]
+    efficiency = resumed["efficiency"]
+    assert efficiency["train_seconds"] > efficiency["train_seconds_before_resume"] > 0  # adds up across attempts
+    import csv
+
+    with (second_last.parent.parent / "csv" / "metrics.csv").open() as handle:
+        steps = {int(row["step"]) for row in csv.DictReader(handle) if row.get("step")}
+    assert min(steps) <= resumed["resumed_from_step"] < max(steps)  # pre-kill history kept, post-resume appended
     import torch
 
     assert torch.load(second_last, weights_only=False)["global_step"] == 60 * 8  # 16 shots x 4 classes / batch 8 = 8 steps an epoch, 60 epochs
@@ -160,6 +170,7 @@ def test_two_identical_sweeps_at_once_train_each_run_once(tmp_path, cache_dir):
     assert len(tallies) == 2 and oks == 4, tallies  # every run trained by exactly one launcher
     finished = records(tmp_path / "outputs" / "sweeps" / "twins")
     assert len(finished) == 4 and {r["status"] for r in finished} == {"ok"}
+    assert all(len(r["attempts"]) == 1 for r in finished)
     joined = "\n".join(outputs)
     assert "is held by pid" in joined or joined.count("already ok") >= 4
 
