@@ -33,15 +33,15 @@ from prompt_bench.records import (
     find_ok_record,
     git_commit,
     move_aside,
+    package_versions,
     read_record,
     record_is_corrupt,
-    package_versions,
     resolved_config,
     run_key,
     write_json_atomic,
 )
-from prompt_bench.summary import print_summary
 from prompt_bench.run_lock import RunLock, owner_text
+from prompt_bench.summary import print_summary
 from prompt_bench.training import fit_and_test
 from prompt_bench.validate import check_config, check_output_dir, check_positions
 
@@ -148,7 +148,7 @@ def run_owned(cfg: DictConfig, config: dict[str, Any], key: str, run_dir: Path) 
         record["best_checkpoint"] = outcome.best_checkpoint
         record["resumed_from_step"] = attempt["resumed_from_step"] = outcome.resumed_from_step
         record["status"] = "ok"
-    except Exception as error:  # noqa: BLE001 - every failure must end as a record
+    except Exception as error:
         record["status"] = "failed"
         record["error"] = f"{type(error).__name__}: {error}"
         record["traceback"] = traceback.format_exc()
