@@ -148,7 +148,7 @@ def run_owned(cfg: DictConfig, config: dict[str, Any], key: str, run_dir: Path) 
         record["best_checkpoint"] = outcome.best_checkpoint
         record["resumed_from_step"] = attempt["resumed_from_step"] = outcome.resumed_from_step
         record["status"] = "ok"
-    except Exception as error:
+    except Exception as error:  # every failure must end as a record
         record["status"] = "failed"
         record["error"] = f"{type(error).__name__}: {error}"
         record["traceback"] = traceback.format_exc()
