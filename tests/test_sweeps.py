@@ -188,3 +188,17 @@ def test_stale_owner_on_this_host_is_taken_over(tmp_path):
         assert json.loads((tmp_path / OWNER_NAME).read_text())["pid"] == os.getpid()
         with RunLock(tmp_path) as second:  # a live owner (this process) is not taken over
             assert not second
+
+
+from tests.test_report import sweep_root  # noqa: F401 - the report tests' records, reused
+
+
+def test_report_tables_count_a_corrupt_record_in_its_sweep(sweep_root, tmp_path):  # noqa: F811
+    from prompt_bench.report.cli import main as report_main
+
+    bad = sweep_root / "s1" / "zz_corrupt_run"
+    bad.mkdir()
+    (bad / "record.json").write_text("{not json")
+    assert report_main([str(sweep_root), "--out", str(tmp_path / "out")]) == 0
+    table = (tmp_path / "out" / "report.md").read_text()
+    assert "| corrupt |" in table and "1 corrupt" in table
