@@ -6,7 +6,7 @@ One flow for every run; what differs is where the method puts its prompt (`metho
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytorch_lightning as pl
@@ -26,6 +26,7 @@ from prompt_bench.records import resolved_config, run_key
 from prompt_bench.training import Outcome, fit_and_test
 from prompt_bench.transfer.artefacts import pair_transferability, source_prompt_file, teacher_logits_file
 from prompt_bench.transfer.pairs import check_pair
+from prompt_bench.validate import check_task
 
 
 PAIRLESS_NEEDS = frozenset({"meta_init"})  # served without a transfer pair
@@ -42,12 +43,13 @@ class Experiment:
     head: Head
     module: PromptLightningModule
     datamodule: SplitDataModule
+    data_notes: dict[str, int] = field(default_factory=dict)  # e.g. empty texts dropped (validate.check_task)
 
 
 def build_experiment(cfg: DictConfig) -> Experiment:
     """Everything a run trains and evaluates, built in dependency order."""
     pl.seed_everything(cfg.seed, workers=True)
-    task = instantiate(cfg.dataset.task)
+    task, data_notes = check_task(instantiate(cfg.dataset.task), cfg)
     adapter = instantiate(cfg.backbone)
     method = instantiate(cfg.method.module)
     check_family(method, adapter, cfg.method.name)
@@ -73,7 +75,8 @@ def build_experiment(cfg: DictConfig) -> Experiment:
         primary_metric=split.metric,
     )
     datamodule = site.datamodule(cfg, adapter, head, split)
-    return Experiment(adapter=adapter, split=split, method=method, head=head, module=module, datamodule=datamodule)
+    return Experiment(adapter=adapter, split=split, method=method, head=head, module=module, datamodule=datamodule,
+                      data_notes=data_notes)
 
 
 def prompt_site(method: Method, method_name: str) -> InputSite | ClassSite:

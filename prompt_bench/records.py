@@ -12,6 +12,7 @@ import json
 import os
 import subprocess
 import tempfile
+import time
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -59,12 +60,39 @@ def write_json_atomic(path: Path, data: dict[str, Any]) -> None:
         raise
 
 
+CORRUPT_SUFFIX = ".corrupt-"
+
+
+def move_aside(path: Path) -> Path:
+    """Rename an unreadable file to `<name>.corrupt-<UTC time>` next to it; returns the new path."""
+    path = Path(path)
+    target = path.with_name(f"{path.name}{CORRUPT_SUFFIX}{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}")
+    while target.exists():
+        target = target.with_name(target.name + "_")
+    os.replace(path, target)
+    return target
+
+
+def record_is_corrupt(run_dir: Path) -> bool:
+    """A record.json is there but cannot be read as a JSON object."""
+    path = Path(run_dir) / RECORD_NAME
+    if not path.exists():
+        return False
+    try:
+        return not isinstance(json.loads(path.read_text()), dict)
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        return True
+    except FileNotFoundError:
+        return False
+
+
 def read_record(run_dir: Path) -> dict[str, Any] | None:
     """The record in run_dir, or None when there is none (or it is unreadable)."""
     try:
-        return json.loads((Path(run_dir) / RECORD_NAME).read_text())
-    except (FileNotFoundError, json.JSONDecodeError):
+        record = json.loads((Path(run_dir) / RECORD_NAME).read_text())
+    except (FileNotFoundError, json.JSONDecodeError, UnicodeDecodeError):
         return None
+    return record if isinstance(record, dict) else None
 
 
 def package_versions() -> dict[str, str | None]:

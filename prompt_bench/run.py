@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+import socket
 import sys
 import time
 import traceback
@@ -18,6 +19,7 @@ from typing import Any
 import hydra
 from hydra.core.hydra_config import HydraConfig
 from hydra.errors import InstantiationException
+from hydra.experimental.callback import Callback
 from hydra.types import RunMode
 from hydra.utils import get_class
 from omegaconf import DictConfig, open_dict
@@ -30,18 +32,26 @@ from prompt_bench.records import (
     claim_run_dir,
     find_ok_record,
     git_commit,
+    move_aside,
     package_versions,
+    read_record,
+    record_is_corrupt,
     resolved_config,
     run_key,
     write_json_atomic,
 )
+from prompt_bench.run_lock import RunLock, owner_text
 from prompt_bench.summary import print_summary
 from prompt_bench.training import fit_and_test
+from prompt_bench.validate import check_config, check_output_dir, check_positions
 
 log = logging.getLogger("prompt_bench")
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 CONFIG_DIR = str(PROJECT_ROOT / "conf")  # absolute: Hydra reads a relative path as a module path
 USER_ERRORS = (PromptBenchError, InstantiationException)
+# (outcome, run dir) of every run this process was handed: ok | failed | skipped. The sweep tally
+# reads it at the end of a local multirun; a SLURM sweep's jobs run elsewhere, so it reads records.
+OUTCOMES: list[tuple[str, str]] = []
 
 
 def run_experiment(cfg: DictConfig) -> dict[str, Any]:
@@ -52,13 +62,55 @@ def run_experiment(cfg: DictConfig) -> dict[str, Any]:
     """
     config = resolved_config(cfg)
     key = run_key(config)
-    if cfg.get("skip_done", True):
-        done = find_ok_record(sweep_dir_of(Path(cfg.paths.output_dir)), key)
-        if done is not None:
-            log.info("skipping run %s: already ok in %s", key, done.get("run_dir"))
-            return done
+    if cfg.get("skip_done", True) and (done := already_ok(cfg, key)) is not None:
+        return done
     run_dir = claim_run_dir(Path(cfg.paths.output_dir), key)
-    run_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        check_output_dir(run_dir)
+    except PromptBenchError as error:  # nowhere to write a record: say so and stop
+        log.error("run failed: %s", error)
+        OUTCOMES.append(("failed", str(run_dir)))
+        return {"run_key": key, "status": "failed", "run_dir": str(run_dir), "error": f"{type(error).__name__}: {error}"}
+    lock = RunLock(run_dir)
+    if not lock.acquire():
+        log.info("skipping run %s: %s is held by %s", key, run_dir, owner_text(lock.holder))
+        OUTCOMES.append(("skipped", str(run_dir)))
+        return {"run_key": key, "status": "skipped", "run_dir": str(run_dir), "held_by": lock.holder}
+    try:
+        # The previous owner may have finished between our check and our lock.
+        if cfg.get("skip_done", True) and (done := already_ok(cfg, key)) is not None:
+            return done
+        return run_owned(cfg, config, key, run_dir)
+    finally:
+        lock.release()
+
+
+def earlier_attempts(run_dir: Path, key: str) -> list[dict[str, Any]]:
+    """Attempts of this run before this one, from the record it left (a killed one ends with end=None)."""
+    previous = read_record(run_dir)
+    if not previous or previous.get("run_key") != key:
+        return []
+    if "attempts" in previous:
+        return list(previous["attempts"])
+    return [{"start": previous.get("started_at"), "end": previous.get("finished_at"), "host": None,
+             "slurm_job_id": previous.get("slurm_job_id"), "resumed_from_step": previous.get("resumed_from_step")}]
+
+
+def already_ok(cfg: DictConfig, key: str) -> dict[str, Any] | None:
+    """The ok record of `key` in this sweep (noted as skipped), else None."""
+    done = find_ok_record(sweep_dir_of(Path(cfg.paths.output_dir)), key)
+    if done is not None:
+        log.info("skipping run %s: already ok in %s", key, done.get("run_dir"))
+        OUTCOMES.append(("skipped", str(done.get("run_dir"))))
+    return done
+
+
+def run_owned(cfg: DictConfig, config: dict[str, Any], key: str, run_dir: Path) -> dict[str, Any]:
+    """Train, test and record a run whose dir this process holds."""
+    corrupt_record = None
+    if record_is_corrupt(run_dir):  # never resumed into a hollow ok: moved aside, said
+        corrupt_record = str(move_aside(run_dir / RECORD_NAME))
+        log.warning("the record in %s was unreadable; moved aside to %s and running again", run_dir, corrupt_record)
     record: dict[str, Any] = {
         "run_key": key,
         "status": "running",
@@ -69,24 +121,34 @@ def run_experiment(cfg: DictConfig) -> dict[str, Any]:
         "git_commit": git_commit(PROJECT_ROOT),
         "slurm_job_id": os.environ.get("SLURM_JOB_ID"),
     }
+    if corrupt_record:
+        record["corrupt_record"] = corrupt_record
+    attempt = {"start": record["started_at"], "end": None, "host": socket.gethostname(), "pid": os.getpid(),
+               "slurm_job_id": os.environ.get("SLURM_JOB_ID"), "resumed_from_step": None}
+    record["attempts"] = [*earlier_attempts(run_dir, key), attempt]
     write_json_atomic(run_dir / RECORD_NAME, record)  # marks the dir as this run's while it trains
     try:
+        check_config(cfg)
         experiment = build_experiment(cfg)
+        check_positions(cfg, experiment.adapter, experiment.method.prompt_site)
+        if experiment.data_notes:
+            record["data_notes"] = experiment.data_notes
         record["split_hash"] = experiment.split.content_hash
         record["method_info"] = experiment.method.record_info()
         outcome = fit_and_test(cfg, experiment, run_dir, key)
         record["metrics"] = outcome.metrics
         record["efficiency"] = {
             **parameter_counts(experiment.module),
-            "train_seconds": outcome.train_seconds,
+            "train_seconds": outcome.train_seconds,  # all attempts (each up to its last checkpoint)
+            "train_seconds_before_resume": outcome.train_seconds_before_resume,
             "train_samples_per_s": outcome.train_samples_per_s,
             "peak_rss_mb": peak_rss_mb(),
             **outcome.device_memory,
         }
         record["best_checkpoint"] = outcome.best_checkpoint
-        record["resumed_from_step"] = outcome.resumed_from_step
+        record["resumed_from_step"] = attempt["resumed_from_step"] = outcome.resumed_from_step
         record["status"] = "ok"
-    except Exception as error:  # noqa: BLE001 - every failure must end as a record
+    except Exception as error:  # every failure must end as a record
         record["status"] = "failed"
         record["error"] = f"{type(error).__name__}: {error}"
         record["traceback"] = traceback.format_exc()
@@ -95,11 +157,60 @@ def run_experiment(cfg: DictConfig) -> dict[str, Any]:
         else:
             log.exception("run failed")
     finally:
-        record["finished_at"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+        record["finished_at"] = attempt["end"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
         write_json_atomic(run_dir / RECORD_NAME, record)
         finish_wandb()
     print_summary(record)
+    OUTCOMES.append((record["status"], str(run_dir)))
     return record
+
+
+def tally_lines(outcomes: list[tuple[str, str]]) -> list[str]:
+    """The final tally: one line of counts, then one line per failed run dir."""
+    counts = {name: sum(1 for status, _ in outcomes if status == name) for name in ("ok", "failed", "skipped")}
+    lines = [f"prompt_bench tally: {counts['ok']} ok, {counts['failed']} failed, {counts['skipped']} skipped"]
+    lines += [f"  failed: {run_dir}" for status, run_dir in outcomes if status == "failed"]
+    return lines
+
+
+def outcomes_from_records(sweep_dir: Path) -> list[tuple[str, str]]:
+    """Outcomes read back from the records of a sweep dir (jobs that ran in other processes)."""
+    outcomes = []
+    for path in sorted(Path(sweep_dir).glob(f"*/{RECORD_NAME}")):
+        record = read_record(path.parent)
+        status = (record or {}).get("status", "corrupt")
+        outcomes.append((status if status in ("ok", "skipped") else "failed", str(path.parent)))
+    return outcomes
+
+
+def refuse_unwritable(directory: str) -> None:
+    try:
+        check_output_dir(Path(directory), create=False)
+    except PromptBenchError as error:
+        print(f"run failed: {error}", file=sys.stderr, flush=True)
+        raise SystemExit(1) from None
+
+
+class SweepTally(Callback):
+    """Prints the tally at the end of a multirun and exits 1 when any run failed.
+
+    A SystemExit on purpose: Hydra turns an Exception raised by a callback into a warning.
+    Failures are still recorded and the sweep goes on; only the final exit status reports them.
+    """
+
+    def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
+        """Before Hydra writes .hydra/ into the run dir: an unwritable dir is one sentence, not a traceback."""
+        refuse_unwritable(config.hydra.run.dir)
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        refuse_unwritable(config.hydra.sweep.dir)
+
+    def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        outcomes = list(OUTCOMES) or outcomes_from_records(Path(config.hydra.sweep.dir))
+        lines = tally_lines(outcomes)
+        print("\n".join(lines), flush=True)
+        if any(status == "failed" for status, _ in outcomes):
+            raise SystemExit(1)
 
 
 def drop_unused_transfer(cfg: DictConfig) -> None:
@@ -143,12 +254,16 @@ def main(cfg: DictConfig) -> float | None:
             cfg.sweep_name = Path(HydraConfig.get().sweep.dir).name
     drop_unused_transfer(cfg)
     record = run_experiment(cfg)
-    if record["status"] != "ok":
-        if is_multirun():
-            return None  # recorded; the sweep goes on
+    if is_multirun():
+        return (record.get("metrics") or {}).get("test/primary")  # a failure: the tally exits 1
+    print("\n".join(tally_lines(OUTCOMES[-1:])), flush=True)
+    if record["status"] not in ("ok", "skipped"):
         sys.exit(1)
-    return record["metrics"].get("test/primary")
+    return (record.get("metrics") or {}).get("test/primary")
 
 
 if __name__ == "__main__":
-    main()
+    # The imported module, not this __main__ copy: the sweep tally callback reads its OUTCOMES.
+    from prompt_bench.run import main as imported_main
+
+    imported_main()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 import logging
 import os
@@ -13,11 +14,13 @@ from typing import TYPE_CHECKING, Any
 import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
-from pytorch_lightning.callbacks import ModelCheckpoint
+from pytorch_lightning.callbacks import Callback, ModelCheckpoint
+from pytorch_lightning.loggers import CSVLogger
 from pytorch_lightning.plugins.environments import SLURMEnvironment
 from safetensors.torch import save_file
 
 from prompt_bench.efficiency import EpochLine, TrainThroughput
+from prompt_bench.records import move_aside
 
 if TYPE_CHECKING:  # annotations only: the builder imports this module to train dependency runs
     from prompt_bench.build import Experiment
@@ -33,6 +36,7 @@ class Outcome:
     train_samples_per_s: float | None
     best_checkpoint: str | None
     resumed_from_step: int | None = None
+    train_seconds_before_resume: float = 0.0
     device_memory: dict[str, float] = field(default_factory=dict)
 
 
@@ -49,7 +53,8 @@ def fit_and_test(cfg: DictConfig, experiment: Experiment, run_dir: Path, run_key
         dirpath=run_dir / "checkpoints", filename="best", monitor=f"val/{metric}", mode="max", save_top_k=1
     )
     throughput = TrainThroughput()
-    callbacks = [checkpoint, throughput, EpochLine()]
+    clock = TrainClock()
+    callbacks = [checkpoint, throughput, EpochLine(), clock]
     if cfg.checkpoint_every_epoch:
         # Lightning's save_last only rewrites last.ckpt when `best` improves; resuming needs every epoch.
         callbacks.append(
@@ -63,17 +68,20 @@ def fit_and_test(cfg: DictConfig, experiment: Experiment, run_dir: Path, run_key
         plugins=slurm_plugins(),
         default_root_dir=str(run_dir),
     )
+    keep_csv_history(trainer)
     if torch.cuda.is_available():
         torch.cuda.reset_peak_memory_stats()
 
     last_checkpoint = run_dir / "checkpoints" / "last.ckpt"
     resumed_from_step = None
     if last_checkpoint.exists():  # a killed run of this same config: continue where it stopped
-        resumed_from_step = int(torch.load(last_checkpoint, map_location="cpu", weights_only=False)["global_step"])
-        log.info("resuming from %s (step %d)", last_checkpoint, resumed_from_step)
+        resumed_from_step = checkpoint_step(last_checkpoint)
+        if resumed_from_step is not None:
+            log.info("resuming from %s (step %d)", last_checkpoint, resumed_from_step)
     started = time.perf_counter()
     trainer.fit(module, datamodule=datamodule, ckpt_path=str(last_checkpoint) if resumed_from_step is not None else None)
-    train_seconds = time.perf_counter() - started
+    # Earlier attempts' training time (up to their last checkpoint) comes back with the checkpoint.
+    train_seconds = clock.before + time.perf_counter() - started
 
     best = checkpoint.best_model_path or None
     # The CoOp family tests the last epoch, as its official code (method.test_checkpoint=last).
@@ -95,8 +103,56 @@ def fit_and_test(cfg: DictConfig, experiment: Experiment, run_dir: Path, run_key
         train_samples_per_s=throughput.samples_per_second,
         best_checkpoint=best,
         resumed_from_step=resumed_from_step,
+        train_seconds_before_resume=clock.before,
         device_memory=device_memory,
     )
+
+
+class TrainClock(Callback):
+    """Training seconds carried in the checkpoint, so a resumed run's train_seconds adds up its attempts."""
+
+    def __init__(self) -> None:
+        self.before = 0.0  # seconds earlier attempts had trained when their last checkpoint was written
+        self.started: float | None = None
+
+    def on_train_start(self, trainer: Any, pl_module: Any) -> None:
+        self.started = time.perf_counter()
+
+    def state_dict(self) -> dict[str, float]:
+        running = time.perf_counter() - self.started if self.started is not None else 0.0
+        return {"train_seconds": self.before + running}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self.before = float(state_dict.get("train_seconds", 0.0))
+
+
+def keep_csv_history(trainer: Any) -> None:
+    """A resumed run appends to csv/metrics.csv. Lightning's CSV writer deletes an existing
+    metrics.csv when it is created; the earlier attempts' rows are read first, put back, and the
+    writer starts from the file's own columns so its header rewrites keep them."""
+    for logger in trainer.loggers:
+        if not isinstance(logger, CSVLogger):
+            continue
+        metrics_file = Path(logger.log_dir) / "metrics.csv"
+        history = metrics_file.read_bytes() if metrics_file.exists() else b""
+        writer = logger.experiment  # creating the writer removes metrics.csv
+        if not history:
+            continue
+        metrics_file.write_bytes(history)
+        header = next(csv.reader(history.decode().splitlines()), [])
+        writer.metrics_keys = sorted(header)
+        log.info("appending to %s (the earlier attempts' rows kept)", metrics_file)
+
+
+def checkpoint_step(path: Path) -> int | None:
+    """The global step a checkpoint holds; an unreadable one is moved aside (None: start from scratch)."""
+    try:
+        return int(torch.load(path, map_location="cpu", weights_only=False)["global_step"])
+    except Exception as error:  # noqa: BLE001 - a torn zip, a truncated pickle, a missing key: all unusable
+        aside = move_aside(path)
+        log.warning("checkpoint %s is unreadable (%s: %s); moved aside to %s, training from scratch",
+                    path, type(error).__name__, str(error).splitlines()[0] if str(error) else "", aside)
+        return None
 
 
 def build_loggers(cfg: DictConfig, run_key: str) -> list[Any]:

@@ -98,3 +98,64 @@ def test_incompatible_combinations_fail_before_training(make_config, tmp_path, o
     record = failed_record(make_config, tmp_path, *overrides, "dataset=synthetic", "trainer=debug", "logger=none")
     assert expected in record["error"]
     assert "metrics" not in record
+
+
+# Up-front validation (prompt_bench/validate.py): one sentence each, a failed record, nothing trained.
+
+
+def write_csv(path, rows):
+    path.write_text("text,label\n" + "".join(f"{text},{label}\n" for text, label in rows))
+    return path
+
+
+@pytest.mark.parametrize(
+    ("overrides", "expected"),
+    [
+        (("method.optimizer.lr=-1",), "method.optimizer.lr=-1 is not a positive learning rate"),
+        (("seed=abc",), "seed='abc' is not an integer"),
+        (("dataset.max_length=600",), "dataset.max_length=600 + 20 prompt tokens = 620 positions"),
+        (("dataset.empty_texts=maybe",), "dataset.empty_texts='maybe' is not one of drop, refuse"),
+    ],
+)
+def test_bad_values_fail_up_front_with_a_sentence(make_config, tmp_path, overrides, expected):
+    record = failed_record(make_config, tmp_path, *TINY, "dataset=synthetic", *overrides)
+    assert expected in record["error"]
+    assert "metrics" not in record  # no zero-shot pass, no training
+
+
+def test_class_only_in_the_test_file_is_named_not_a_k_shot_hint(make_config, tmp_path):
+    train = write_csv(tmp_path / "train.csv", [(f"text {i}", "ab"[i % 2]) for i in range(40)])
+    test = write_csv(tmp_path / "test.csv", [(f"text {i}", "abc"[i % 3]) for i in range(30)])
+    record = failed_record(make_config, tmp_path, *TINY, "dataset=csv", f"dataset.task.path={train}",
+                           f"dataset.task.test_path={test}", "dataset.task.label_names=[a,b,c]", "dataset.k_shot=4")
+    assert "['c'] in its test split but not in its train pool" in record["error"]
+    assert "k_shot" not in record["error"]
+
+
+def empty_cells_csv(tmp_path):
+    rows = [("" if i % 10 == 0 else f"text {i}", "ab"[i % 2]) for i in range(60)]
+    return write_csv(tmp_path / "holes.csv", rows)
+
+
+def test_empty_texts_refused_by_option(make_config, tmp_path):
+    path = empty_cells_csv(tmp_path)
+    record = failed_record(make_config, tmp_path, *TINY, "dataset=csv", f"dataset.task.path={path}",
+                           "dataset.empty_texts=refuse", "dataset.k_shot=4")
+    assert "empty text(s)" in record["error"] and "dataset.empty_texts=drop" in record["error"]
+
+
+def test_empty_texts_dropped_with_a_count_in_the_record(make_config, tmp_path):
+    path = empty_cells_csv(tmp_path)
+    record = run_experiment(make_config(*TINY, "dataset=csv", f"dataset.task.path={path}", "dataset.k_shot=4"))
+    assert record["status"] == "ok", record.get("error")
+    assert sum(record["data_notes"].values()) == 6
+
+
+def test_unwritable_output_dir_is_a_sentence_not_a_traceback(tmp_path, cache_dir):
+    blocker = tmp_path / "a_file"
+    blocker.write_text("not a directory")
+    result = run_cli(*TINY, "dataset=synthetic", f"paths.log_dir={blocker}/outputs", root=tmp_path, cache=cache_dir)
+    assert result.returncode == 1
+    output = result.stdout + result.stderr
+    assert "is not writable" in output and "paths.log_dir" in output
+    assert "Traceback" not in output

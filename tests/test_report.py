@@ -195,13 +195,13 @@ def test_cli_writes_report(sweep_root: Path, tmp_path: Path) -> None:
 def test_cli_status_counts_and_failures(sweep_root: Path) -> None:
     result = run_cli(str(sweep_root), "--status")
     assert result.returncode == 0, result.stderr
-    rows = {  # sweep dir -> [ok, failed, running, other, total], read off the rich table
+    rows = {  # sweep dir -> [ok, failed, running, corrupt, other, total], read off the rich table
         cells[0]: cells[1:]
         for line in result.stdout.splitlines()
-        if len(cells := [cell.strip() for cell in line.split("│")[1:-1]]) == 6
+        if len(cells := [cell.strip() for cell in line.split("│")[1:-1]]) == 7
     }
-    assert rows[str(sweep_root / "s1")] == ["7", "1", "0", "0", "8"]
-    assert rows[str(sweep_root / "s2")] == ["2", "0", "1", "0", "3"]
+    assert rows[str(sweep_root / "s1")] == ["7", "1", "0", "0", "0", "8"]
+    assert rows[str(sweep_root / "s2")] == ["2", "0", "1", "0", "0", "3"]
     assert "fine_tuning_minilm_bbc_news_s42_failed: RuntimeError: CUDA out of memory" in result.stdout
     assert "Traceback line two" not in result.stdout
 

@@ -23,7 +23,7 @@ from prompt_bench.report.tables import DEFAULT_GROUP_BY
 from prompt_bench.report.transfer import has_transfer_runs
 from prompt_bench.report.versions import version_mixes
 
-STATUSES = ("ok", "failed", "running")
+STATUSES = ("ok", "failed", "running", "corrupt")
 PIPE_WIDTH = 200  # rich's 80 columns squeeze a wide table when the output is a file or a pipe
 
 
@@ -61,9 +61,11 @@ def print_status(root: Path, console: Console) -> int:
     """Per sweep dir (the parent of each run dir): ok / failed / running counts; then each failed run."""
     counts: dict[Path, Counter] = defaultdict(Counter)
     failures: list[tuple[str, str]] = []
-    for path, record in iter_records(root):
+    for path, record in iter_records(root, include_corrupt=True):
         status = record.get("status", "unknown")
         counts[path.parent.parent][status if status in STATUSES else "other"] += 1
+        if status == "corrupt":
+            failures.append((str(path.parent), "corrupt: record.json unreadable (moved aside or to be moved aside on relaunch)"))
         if status == "failed":
             error = str(record.get("error") or "(no error text)").strip().splitlines() or ["(no error text)"]
             failures.append((str(record.get("run_dir") or path.parent), error[0]))

@@ -13,7 +13,7 @@ from typing import Any
 
 import pandas as pd
 
-from prompt_bench.records import RECORD_NAME, read_record
+from prompt_bench.records import CORRUPT_SUFFIX, RECORD_NAME, read_record
 
 log = logging.getLogger("prompt_bench.report")
 
@@ -32,12 +32,22 @@ KNOWN_CLASS_COUNTS = {"bbc_news": 5}
 TWEET_CLASS_COUNT = 3  # negative / neutral / positive for every tweets_* task
 
 
-def iter_records(root: Path) -> Iterator[tuple[Path, dict[str, Any]]]:
-    """(record file, record) for every readable record.json under root, in path order."""
-    for path in sorted(Path(root).rglob(RECORD_NAME)):
+def iter_records(root: Path, include_corrupt: bool = False) -> Iterator[tuple[Path, dict[str, Any]]]:
+    """(record file, record) for every readable record.json under root, in path order.
+
+    include_corrupt: also a stand-in `{"status": "corrupt", "run_dir": ...}` for each record.json
+    that cannot be read, and for each run dir whose record was moved aside (record.json.corrupt-*)
+    and not yet replaced by a readable one.
+    """
+    root = Path(root)
+    paths = sorted({*root.rglob(RECORD_NAME), *(p.with_name(RECORD_NAME) for p in root.rglob(f"{RECORD_NAME}{CORRUPT_SUFFIX}*"))})
+    for path in paths:
         record = read_record(path.parent)
         if record is None:
-            log.warning("skipping %s: not valid JSON", path)
+            if path.exists():
+                log.warning("%s is not valid JSON: counted as corrupt", path)
+            if include_corrupt:
+                yield path, {"status": "corrupt", "run_dir": str(path.parent)}
             continue
         yield path, record
 
@@ -75,7 +85,7 @@ def load_records(root: Path) -> pd.DataFrame:
     An empty frame (no columns) when there is no record.
     """
     paths, records = [], []
-    for path, record in iter_records(root):
+    for path, record in iter_records(root, include_corrupt=True):
         paths.append(path)
         records.append(record)
     if not records:

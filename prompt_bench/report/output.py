@@ -31,7 +31,8 @@ class Report:
 
 def status_counts(frame: pd.DataFrame) -> str:
     counts = frame["status"].value_counts()
-    return ", ".join(f"{counts.get(status, 0)} {status}" for status in ("ok", "failed", "running"))
+    shown = ("ok", "failed", "running", "corrupt") if counts.get("corrupt", 0) else ("ok", "failed", "running")
+    return ", ".join(f"{counts.get(status, 0)} {status}" for status in shown)
 
 
 def caption(frame: pd.DataFrame, source: str) -> str:

@@ -17,11 +17,11 @@ from prompt_bench.report.load import SEED_COLUMN, metric_path, require_column
 
 DEFAULT_GROUP_BY = ("method", "backbone", "dataset")
 COLLAPSE_MARGIN = 0.01
-STATUS_RANK = {"ok": 0, "running": 1, "failed": 2}
+STATUS_RANK = {"ok": 0, "running": 1, "failed": 2, "corrupt": 3}
 SCORE_KINDS = ("acc", "f1", "hmean")  # metrics that have a zero-shot counterpart `zero_shot/<kind>`
 STAT_COLUMNS = (
     "metric", "mean", "std", "n_ok", "n_missing", "missing_seeds",
-    "n_failed", "n_running", "n_collapsed", "zero_shot",
+    "n_failed", "n_corrupt", "n_running", "n_collapsed", "zero_shot",
 )
 
 
@@ -98,6 +98,10 @@ def summarize(
     NaN for one seed; missing_seeds as '21 42'), then the mean over ok runs of each of `columns`.
     """
     frame = latest_per_run(frame)
+    # A corrupt record has no config to group by: it is counted in every group of its sweep dir.
+    corrupt = frame[frame["status"].eq("corrupt")]
+    corrupt_per_sweep = corrupt["sweep_dir"].value_counts() if "sweep_dir" in corrupt else pd.Series(dtype=int)
+    frame = frame[~frame["status"].eq("corrupt")]
     group_columns = [require_column(frame, name, "group-by column") for name in group_by]
     extra_columns = [require_column(frame, name, "column") for name in columns]
     scores = per_run_scores(frame, metric)
@@ -122,6 +126,7 @@ def summarize(
             missing_seeds=seed_text(missing),
             n_failed=int(group["status"].eq("failed").sum()),
             n_running=int(group["status"].eq("running").sum()),
+            n_corrupt=int(sum(corrupt_per_sweep.get(sweep, 0) for sweep in set(group.get("sweep_dir", ())))),
             n_collapsed=int(collapsed.sum()),
             zero_shot=group_scores["zero_shot"].mean(),
         )
@@ -164,7 +169,7 @@ def display_table(summary: pd.DataFrame, group_by: Sequence[str], columns: Seque
     table["missing"] = [
         f"{count} ({seeds})" if count else "0" for count, seeds in zip(summary["n_missing"], summary["missing_seeds"])
     ]
-    for label in ("failed", "running", "collapsed"):
+    for label in ("failed", "corrupt", "running", "collapsed"):
         table[label] = summary[f"n_{label}"].astype(str)
     for name in columns:  # headed by the path's last part (train_seconds) unless that is taken
         header = name.rsplit(".", 1)[-1]
