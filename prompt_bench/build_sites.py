@@ -18,7 +18,7 @@ from prompt_bench.backbones.dual_encoder import DualEncoderAdapter
 from prompt_bench.base_to_new import BaseToNewSplit, make_base_to_new_split
 from prompt_bench.data import FewShotSplit, TextDataModule, make_split
 from prompt_bench.data.dual_datamodule import DualDataModule
-from prompt_bench.data.images import RandomResizedCropFlip
+from prompt_bench.data.sources.images import RandomResizedCropFlip
 from prompt_bench.data.tasks import Task
 from prompt_bench.errors import ConfigError
 from prompt_bench.heads import Head

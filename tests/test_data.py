@@ -450,8 +450,8 @@ def dataset_conf(name: str):
 
 
 def test_every_dataset_conf_opens_with_a_comment_and_has_the_schema():
-    # image sets (prompt_bench.data.images) are checked in tests/test_dual_encoder.py
-    names = sorted(p.stem for p in DATASET_CONF_DIR.glob("*.yaml") if "prompt_bench.data.images." not in p.read_text())
+    # image sets (prompt_bench.data.sources.images) are checked in tests/test_dual_encoder.py
+    names = sorted(p.stem for p in DATASET_CONF_DIR.glob("*.yaml") if "prompt_bench.data.sources.images." not in p.read_text())
     tweet_names = [f"tweets_{domain}" for domain in TWEET_DOMAINS]
     hub_names = ["mnli", "qnli", "sst2", "cb", "copa", "wsc", "rte", "wic", "cola", "mrpc"]  # GLUE/SuperGLUE
     assert names == sorted(["bbc_news", *tweet_names, "csv", "jsonl", "hf", "synthetic", *hub_names])

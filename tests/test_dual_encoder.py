@@ -13,7 +13,7 @@ from omegaconf import OmegaConf
 from prompt_bench.backbones.dual_encoder import causal_mask, cosine_logits
 from prompt_bench.backbones.dual_load import build_dual_encoder
 from prompt_bench.base_to_new import class_halves, harmonic_mean, make_base_to_new_split, restrict
-from prompt_bench.data.images import ImageExamples, synthetic_images
+from prompt_bench.data.sources.images import ImageExamples, synthetic_images
 from prompt_bench.data.sources import synthetic
 from prompt_bench.errors import ConfigError
 from prompt_bench.run import run_experiment
@@ -169,7 +169,7 @@ def test_dataset_conf_class_template_reaches_the_adapter(make_config):
 
 
 IMAGE_DATASETS = sorted(
-    path.stem for path in (CONF_DIR / "dataset").glob("*.yaml") if "prompt_bench.data.images." in path.read_text()
+    path.stem for path in (CONF_DIR / "dataset").glob("*.yaml") if "prompt_bench.data.sources.images." in path.read_text()
 )
 
 
@@ -185,7 +185,7 @@ def test_image_dataset_confs_have_the_base_to_new_schema(tmp_path):
 
 
 def test_missing_fashion_mnist_says_how_to_install_it(tmp_path):
-    from prompt_bench.data.images import fashion_mnist
+    from prompt_bench.data.sources.images import fashion_mnist
     from prompt_bench.errors import DataError
 
     with pytest.raises(DataError, match="apt-get install dataset-fashion-mnist"):
@@ -195,7 +195,7 @@ def test_missing_fashion_mnist_says_how_to_install_it(tmp_path):
 def test_random_resized_crop_flip_is_seeded_and_sized():
     from PIL import Image
 
-    from prompt_bench.data.images import RandomResizedCropFlip
+    from prompt_bench.data.sources.images import RandomResizedCropFlip
 
     image = Image.fromarray((np.arange(40 * 30 * 3) % 255).astype(np.uint8).reshape(40, 30, 3))
     first, second = RandomResizedCropFlip(16, seed=1), RandomResizedCropFlip(16, seed=1)

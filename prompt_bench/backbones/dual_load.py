@@ -10,9 +10,10 @@ import torch
 from transformers import CLIPConfig, CLIPImageProcessor, CLIPModel, CLIPTokenizerFast
 
 from prompt_bench.backbones.dual_encoder import ClipAdapter, DualEncoderAdapter, SentencePairAdapter
-from prompt_bench.backbones.load import DTYPES, hub_is_reachable, load_model_and_tokenizer, package_model_dir
+from prompt_bench.backbones.load import DTYPES, load_model_and_tokenizer, package_model_dir
 from prompt_bench.backbones.tiny import TINY_TOKENIZER_PACKAGE, build_tiny_tokenizer
 from prompt_bench.errors import ConfigError, HubUnavailableError
+from prompt_bench.hub import hub_is_reachable
 
 KINDS = ("clip", "sentence")
 TINY_CLIP_IMAGE_SIZE = 32

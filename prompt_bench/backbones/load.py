@@ -26,13 +26,11 @@ from prompt_bench.backbones.tiny import (
     check_tiny_preset,
 )
 from prompt_bench.errors import ConfigError, HubUnavailableError
+from prompt_bench.hub import hub_is_reachable
 
 FAMILIES = ("encoder", "seq2seq", "causal")
 SOURCES = ("hub", "path", "package", "mpnet_parts", "tiny")
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
-
-HUB_PROBE_TIMEOUT_S = 3.0  # one HEAD request to the hub endpoint decides online vs offline
-
 
 
 def load_model_and_tokenizer(
@@ -158,20 +156,6 @@ def _load_from_hub(name: str, family: str, lm_head: bool, torch_dtype):
             "backbone.source=path backbone.name_or_path=/dir/with/config.json, or run once "
             "with network access so it is cached (then HF_HUB_OFFLINE=1 works)."
         ) from error
-
-
-def hub_is_reachable() -> bool:
-    """Whether the hub endpoint answers within HUB_PROBE_TIMEOUT_S (False in HF offline mode)."""
-    from huggingface_hub import constants, get_session
-
-    if constants.HF_HUB_OFFLINE:
-        return False
-    try:
-        # Any HTTP answer, even an error status, means the host is reachable.
-        get_session().head(constants.ENDPOINT, timeout=HUB_PROBE_TIMEOUT_S)
-    except Exception:  # DNS failure, refused, timeout, proxy error: all mean "offline"
-        return False
-    return True
 
 
 # --- local directories and packages ----------------------------------------------------

@@ -202,7 +202,7 @@ def hub_images(
 
     Class names come from `label_names`, else the label column's ClassLabel names ("_" -> " ").
     """
-    from prompt_bench.data.sources import _load_hub_dataset  # one offline check for every hub source
+    from prompt_bench.data.sources.hub import _load_hub_dataset  # one offline check for every hub source
 
     dataset = _load_hub_dataset(path, name)
     for split in (train_split, test_split):
