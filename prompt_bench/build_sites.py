@@ -14,7 +14,7 @@ from omegaconf import DictConfig
 from torch import Tensor
 
 from prompt_bench.backbones import AdapterBase, BackboneAdapter
-from prompt_bench.backbones.dual_encoder import DualEncoderAdapter
+from prompt_bench.backbones.dual import DualEncoderAdapter
 from prompt_bench.base_to_new import BaseToNewSplit, make_base_to_new_split
 from prompt_bench.data import FewShotSplit, TextDataModule, make_split
 from prompt_bench.data.dual_datamodule import DualDataModule

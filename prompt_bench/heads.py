@@ -19,7 +19,7 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 
 from prompt_bench.backbones import AdapterBase, BackboneAdapter, BackboneOutput
-from prompt_bench.backbones.dual_encoder import DualEncoderAdapter, DualOutput, cosine_logits
+from prompt_bench.backbones.dual import DualEncoderAdapter, DualOutput, cosine_logits
 from prompt_bench.errors import ConfigError
 
 

@@ -8,7 +8,7 @@ import pytorch_lightning as pl
 import torch
 from torch.nn import functional as F
 
-from prompt_bench.backbones.dual_encoder import cosine_logits
+from prompt_bench.backbones.dual import cosine_logits
 from prompt_bench.backbones.dual_load import build_dual_encoder
 from prompt_bench.build import build_experiment
 from prompt_bench.methods.base import MethodContext

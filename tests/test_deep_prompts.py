@@ -15,7 +15,7 @@ from safetensors.torch import load_file, save_file
 from transformers import MPNetConfig, MPNetModel
 
 from prompt_bench.backbones import build_backbone
-from prompt_bench.backbones.adapters import BackboneAdapter, EncoderAdapter
+from prompt_bench.backbones import BackboneAdapter, EncoderAdapter
 from prompt_bench.backbones.load import TINY_TOKENIZER_PACKAGE, package_model_dir
 from prompt_bench.backbones.prefixes import cache_keyword
 from prompt_bench.backbones.tiny import build_tiny_tokenizer

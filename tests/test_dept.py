@@ -8,7 +8,7 @@ import pytorch_lightning as pl
 import torch
 from torch.nn import functional as F
 
-from prompt_bench.backbones.dual_encoder import cosine_logits
+from prompt_bench.backbones.dual import cosine_logits
 from prompt_bench.base_to_new import harmonic_mean
 from prompt_bench.build import build_experiment
 from prompt_bench.data.sources.images import FASHION_MNIST_DIR, fashion_mnist_available

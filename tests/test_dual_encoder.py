@@ -10,7 +10,7 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
-from prompt_bench.backbones.dual_encoder import causal_mask, cosine_logits
+from prompt_bench.backbones.dual import causal_mask, cosine_logits
 from prompt_bench.backbones.dual_load import build_dual_encoder
 from prompt_bench.base_to_new import class_halves, harmonic_mean, make_base_to_new_split, restrict
 from prompt_bench.data.sources.images import ImageExamples, synthetic_images
@@ -254,7 +254,7 @@ def test_hub_image_config_runs_on_a_local_image_folder(make_config, tmp_path, mo
 
 def test_itm_head_is_registered_and_refuses_a_text_backbone(tiny_clip):
     from prompt_bench.backbones import build_backbone
-    from prompt_bench.backbones.dual_encoder import DualOutput
+    from prompt_bench.backbones.dual import DualOutput
     from prompt_bench.heads import HEADS, ItmHead
 
     head = HEADS["itm"](label_names=("a", "b"), adapter=tiny_clip)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch
 from transformers import CLIPConfig, CLIPImageProcessor, CLIPModel, CLIPTokenizerFast
 
-from prompt_bench.backbones.dual_encoder import ClipAdapter, DualEncoderAdapter, SentencePairAdapter
+from prompt_bench.backbones.dual import ClipAdapter, DualEncoderAdapter, SentencePairAdapter
 from prompt_bench.backbones.load import DTYPES, load_model_and_tokenizer, package_model_dir
 from prompt_bench.backbones.tiny import TINY_TOKENIZER_PACKAGE, build_tiny_tokenizer
 from prompt_bench.errors import ConfigError, HubUnavailableError

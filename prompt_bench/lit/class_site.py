@@ -15,7 +15,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from prompt_bench.backbones.dual_encoder import DualEncoderAdapter, DualOutput
+from prompt_bench.backbones.dual import DualEncoderAdapter, DualOutput
 from prompt_bench.heads import Head
 from prompt_bench.lit.base import PromptLightningModule
 from prompt_bench.methods.coop import ClassPromptMethod
