@@ -11,7 +11,7 @@ from torch.nn import functional as F
 
 from prompt_bench.build import build_experiment
 from prompt_bench.errors import ConfigError
-from prompt_bench.methods.vector_quantizer import SampledQuantizer
+from prompt_bench.methods.vip.quantizer import SampledQuantizer
 from prompt_bench.methods.vip import VIP
 from prompt_bench.run import run_experiment
 

@@ -20,9 +20,9 @@ from torch import Tensor, nn
 
 from prompt_bench.errors import ConfigError
 from prompt_bench.methods.base import MethodContext
-from prompt_bench.methods.contextualizer import Contextualizer
+from prompt_bench.methods.vip.contextualizer import Contextualizer
 from prompt_bench.methods.prompt_tuning import PromptTuning
-from prompt_bench.methods.vector_quantizer import EVAL_CODES, SampledQuantizer
+from prompt_bench.methods.vip.quantizer import EVAL_CODES, SampledQuantizer
 
 CODEBOOK_INITS = ("offset_rows", "vocab")
 
