@@ -23,7 +23,7 @@ from hydra.utils import get_class
 from omegaconf import DictConfig, open_dict
 
 from prompt_bench.build import build_experiment
-from prompt_bench.efficiency import parameter_counts, peak_rss_mb
+from prompt_bench.callbacks import parameter_counts, peak_rss_mb
 from prompt_bench.errors import PromptBenchError
 from prompt_bench.records import (
     RECORD_NAME,
@@ -35,7 +35,7 @@ from prompt_bench.records import (
     run_key,
     write_json_atomic,
 )
-from prompt_bench.summary import print_summary
+from prompt_bench.console import print_summary
 from prompt_bench.training import fit_and_test
 
 log = logging.getLogger("prompt_bench")

@@ -17,7 +17,7 @@ from pytorch_lightning.callbacks import ModelCheckpoint
 from pytorch_lightning.plugins.environments import SLURMEnvironment
 from safetensors.torch import save_file
 
-from prompt_bench.efficiency import EpochLine, TrainThroughput
+from prompt_bench.callbacks import EpochLine, TrainThroughput
 
 if TYPE_CHECKING:  # annotations only: the builder imports this module to train dependency runs
     from prompt_bench.build import Experiment

@@ -19,7 +19,7 @@ import pytest
 from hydra import compose, initialize_config_dir
 from hydra.core.override_parser.overrides_parser import OverridesParser
 
-from prompt_bench.launchers import slurm_unavailable_message
+from prompt_bench.hydra_callbacks import slurm_unavailable_message
 from tests.conftest import CONF_DIR
 
 REPO_ROOT = CONF_DIR.parent
@@ -105,7 +105,7 @@ def test_launcher_presets_compose(preset, partition, gpus):
     launcher = cfg.hydra.launcher
     assert launcher._target_.endswith("submitit_launcher.SlurmLauncher")
     assert (launcher.partition, launcher.gpus_per_node, launcher.nodes, launcher.tasks_per_node) == (partition, gpus, 1, 1)
-    assert cfg.hydra.callbacks.require_sbatch._target_ == "prompt_bench.launchers.RequireSbatch"
+    assert cfg.hydra.callbacks.require_sbatch._target_ == "prompt_bench.hydra_callbacks.RequireSbatch"
 
 
 def test_smoke_sweep_runs_through_sbatch(slurm_cluster, tmp_path, cache_dir):
