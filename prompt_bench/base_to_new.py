@@ -102,8 +102,3 @@ def make_base_to_new_split(
         tests=tests,
         content_hash=hashlib.sha256("|".join(hashes).encode()).hexdigest()[:16],
     )
-
-
-def harmonic_mean(base: float, new: float) -> float:
-    """H = 2·base·new / (base + new), 0 when both are 0."""
-    return 0.0 if base + new == 0 else 2 * base * new / (base + new)

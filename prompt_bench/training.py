@@ -18,11 +18,11 @@ from pytorch_lightning.plugins.environments import SLURMEnvironment
 from safetensors.torch import save_file
 
 from prompt_bench.callbacks import EpochLine, TrainThroughput
+from prompt_bench.methods.base import PROMPT_FILE
 
 if TYPE_CHECKING:  # annotations only: the builder imports this module to train dependency runs
     from prompt_bench.build import Experiment
 
-PROMPT_FILE = "prompt.safetensors"
 log = logging.getLogger("prompt_bench")
 
 

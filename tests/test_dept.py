@@ -9,7 +9,7 @@ import torch
 from torch.nn import functional as F
 
 from prompt_bench.backbones.dual import cosine_logits
-from prompt_bench.base_to_new import harmonic_mean
+from prompt_bench.scores import harmonic_mean
 from prompt_bench.build import build_experiment
 from prompt_bench.data.sources.images import FASHION_MNIST_DIR, fashion_mnist_available
 from prompt_bench.methods.dept import CatHead, FiLM

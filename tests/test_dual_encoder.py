@@ -12,7 +12,8 @@ from omegaconf import OmegaConf
 
 from prompt_bench.backbones.dual import causal_mask, cosine_logits
 from prompt_bench.backbones.dual_load import build_dual_encoder
-from prompt_bench.base_to_new import class_halves, harmonic_mean, make_base_to_new_split, restrict
+from prompt_bench.base_to_new import class_halves, make_base_to_new_split, restrict
+from prompt_bench.scores import harmonic_mean
 from prompt_bench.data.sources.images import ImageExamples, synthetic_images
 from prompt_bench.data.sources import synthetic
 from prompt_bench.errors import ConfigError

@@ -15,18 +15,10 @@ import pandas as pd
 from prompt_bench.report.load import SHORT_NAMES
 from prompt_bench.report.output import markdown_table
 from prompt_bench.report.tables import latest_per_run
+from prompt_bench.scores import harmonic_mean
 
 GROUPS = ("method", "backbone", "dataset")
 SCORES = {"base": "base_acc", "new": "new_acc"}
-
-
-def harmonic_mean(base: float, new: float) -> float:
-    """H = 2·base·new / (base + new), 0 when both are 0 (NaN when either is missing).
-
-    The same H as `prompt_bench.base_to_new.harmonic_mean`, restated here because that module
-    reads datasets through torch and the report reads records only.
-    """
-    return 0.0 if base + new == 0 else 2 * base * new / (base + new)
 
 
 def has_base_to_new(frame: pd.DataFrame) -> bool:

@@ -26,7 +26,8 @@ from prompt_bench.artefacts import ArtefactStore
 from prompt_bench.backbones import BackboneAdapter
 from prompt_bench.records import RECORD_NAME, resolved_config, run_key, write_json_atomic
 from prompt_bench.transfer.metrics import HeadBuilder, input_batches, load_prompt, stimulation, stimulation_similarity
-from prompt_bench.transfer.pairs import PROMPT_FILE, as_own_source, source_config, teacher_config
+from prompt_bench.methods.base import PROMPT_FILE
+from prompt_bench.transfer.pairs import as_own_source, source_config, teacher_config
 
 log = logging.getLogger("prompt_bench")
 TEACHER_LOGITS_FILE = "teacher_logits.safetensors"

@@ -34,7 +34,8 @@ from prompt_bench.report.plots import matrix_heatmap
 from prompt_bench.report.transfer import CSV_NAME, metric_matrices
 from prompt_bench.transfer.artefacts import source_prompt_spec
 from prompt_bench.transfer.metrics import input_batches, load_prompt, pair_metrics, prompt_vectors, stimulation
-from prompt_bench.transfer.pairs import PROMPT_FILE, source_config
+from prompt_bench.methods.base import PROMPT_FILE
+from prompt_bench.transfer.pairs import source_config
 
 log = logging.getLogger("prompt_bench.transfer")
 MARKDOWN_NAME = "transferability.md"
