@@ -9,7 +9,7 @@ import pytest
 
 from prompt_bench.records import RECORD_NAME
 from prompt_bench.run import run_experiment
-from tests.test_cli import run_cli
+from tests.helpers.cli import run_cli
 
 TINY = ("backbone=tiny_bert", "trainer=debug", "logger=none")
 

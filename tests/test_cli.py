@@ -3,24 +3,14 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from tests.conftest import CONF_DIR, compose_config
+from tests.helpers.cli import run_cli
 
 GROUPS = ("method", "backbone", "head", "dataset", "trainer", "logger", "paths")
-
-
-def run_cli(*overrides: str, root: Path, cache: Path, timeout: int = 300) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PROMPT_BENCH_ROOT": str(root), "PROMPT_BENCH_CACHE": str(cache), "WANDB_MODE": "offline"}
-    return subprocess.run(
-        [sys.executable, "-m", "prompt_bench.run", *overrides],
-        capture_output=True, text=True, env=env, timeout=timeout, cwd=root,
-    )
 
 
 def records_under(root: Path) -> list[dict]:

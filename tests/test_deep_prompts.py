@@ -12,43 +12,18 @@ import pytest
 import torch
 import transformers
 from safetensors.torch import load_file, save_file
-from transformers import MPNetConfig, MPNetModel
 
-from prompt_bench.backbones import build_backbone
 from prompt_bench.backbones import BackboneAdapter, EncoderAdapter
-from prompt_bench.backbones.load import TINY_TOKENIZER_PACKAGE, package_model_dir
 from prompt_bench.backbones.prefixes import cache_keyword
-from prompt_bench.backbones.tiny import build_tiny_tokenizer
 from prompt_bench.build import build_experiment
 from prompt_bench.errors import ConfigError
 from prompt_bench.run import run_experiment
 from tests.conftest import compose_config
-from tests.test_matrix import changed, snapshot, train
+from tests.helpers.adapters import ADAPTER_CASES, TEXTS, encoded, make_adapter, tiny_adapter
+from tests.helpers.training import changed, snapshot, train
 
 DEEP = ("method.module.depth=deep",)
 TINY_FAST = ("method/optimizer=adamw", "method.optimizer.lr=0.05", "method.head_lr=0.01")
-TINY_FAMILIES = {"tiny_bert": "encoder", "tiny_roberta": "encoder", "tiny_t5": "seq2seq", "tiny_gpt2": "causal"}
-TEXTS = ["the cat sat on the mat today", "short one"]  # the second is padded
-
-
-def tiny_adapter(preset: str, cache_dir) -> BackboneAdapter:
-    family = TINY_FAMILIES[preset]
-    adapter = build_backbone(name=preset, source="tiny", name_or_path=preset, family=family, cache_dir=str(cache_dir))
-    return adapter.eval()
-
-
-def tiny_mpnet_adapter() -> BackboneAdapter:
-    """MPNet has a relative position bias and no cache: the one encoder with its own prefix path."""
-    tokenizer = build_tiny_tokenizer(package_model_dir(TINY_TOKENIZER_PACKAGE))
-    config = MPNetConfig(vocab_size=len(tokenizer), hidden_size=64, num_hidden_layers=2, num_attention_heads=4,
-                         intermediate_size=128, max_position_embeddings=300, initializer_range=0.2,
-                         hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(0)
-        model = MPNetModel(config)
-    return EncoderAdapter(model.eval(), tokenizer, name="tiny_mpnet")
-
-
 def key_value_projections(adapter: BackboneAdapter) -> list[tuple[torch.nn.Module, str]]:
     """Per layer, the module whose output holds that layer's keys and values (test-side knowledge)."""
     model_type = adapter.model.config.model_type
@@ -86,18 +61,6 @@ def prompt_keys_values(adapter: BackboneAdapter, input_ids, attention_mask, prom
         return states[:, :n_prompt].reshape(batch, n_prompt, geometry.n_heads, geometry.head_dim).transpose(1, 2)
 
     return output, torch.stack([torch.stack([heads(s["k"]), heads(s["v"])]) for s in captured])
-
-
-def encoded(adapter: BackboneAdapter):
-    batch = adapter.tokenizer(TEXTS, padding=True, return_tensors="pt")
-    return batch["input_ids"], batch["attention_mask"]
-
-
-ADAPTER_CASES = [*TINY_FAMILIES, "tiny_mpnet"]
-
-
-def make_adapter(case: str, cache_dir) -> BackboneAdapter:
-    return tiny_mpnet_adapter() if case == "tiny_mpnet" else tiny_adapter(case, cache_dir)
 
 
 @pytest.mark.parametrize("case", ADAPTER_CASES)

@@ -13,11 +13,11 @@ model.
 from __future__ import annotations
 
 import pytest
-import pytorch_lightning as pl
 import torch
 from safetensors.torch import load_file, save_file
 
 from prompt_bench.build import build_experiment
+from tests.helpers.training import changed, snapshot, train
 
 PROMPT_HEADS = ("verbalizer", "linear", "label_similarity")
 FAMILIES = ("tiny_bert", "tiny_t5", "tiny_gpt2")
@@ -49,32 +49,6 @@ TRAIN_OVERRIDES = {
             "method.module.code_norm=null", "method.module.n_tokens=8"],
 }
 TRAIN_STEPS = 80
-
-
-class LossHistory(pl.Callback):
-    def __init__(self) -> None:
-        self.losses: list[float] = []
-
-    def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx) -> None:
-        self.losses.append(float(outputs["loss"]))
-
-
-def snapshot(module: torch.nn.Module) -> dict[str, torch.Tensor]:
-    return {name: p.detach().clone() for name, p in module.named_parameters()}
-
-
-def changed(before: dict[str, torch.Tensor], module: torch.nn.Module) -> set[str]:
-    return {name for name, p in module.named_parameters() if not torch.equal(before[name], p.detach())}
-
-
-def train(experiment, steps: int) -> LossHistory:
-    history = LossHistory()
-    trainer = pl.Trainer(
-        max_steps=steps, max_epochs=-1, logger=False, enable_checkpointing=False, limit_val_batches=0,
-        enable_progress_bar=False, enable_model_summary=False, callbacks=[history], accelerator="cpu",
-    )
-    trainer.fit(experiment.module, datamodule=experiment.datamodule)
-    return history
 
 
 def overrides_of(method: str, backbone: str, head: str) -> tuple[list[str], int]:

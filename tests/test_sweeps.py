@@ -11,7 +11,7 @@ import sys
 import time
 from pathlib import Path
 
-from tests.test_cli import run_cli
+from tests.helpers.cli import run_cli
 
 
 def record_hashes(sweep_dir: Path) -> dict[str, str]:

@@ -23,8 +23,8 @@ from prompt_bench.transfer.metrics import (
     stimulation_similarity,
     token_average_similarity,
 )
-from tests.test_cli import run_cli
-from tests.test_deep_prompts import ADAPTER_CASES, encoded, make_adapter
+from tests.helpers.cli import run_cli
+from tests.helpers.adapters import ADAPTER_CASES, encoded, make_adapter
 
 
 def prompt_on(adapter, seed: int, depth: str = "input") -> PromptTuning:
