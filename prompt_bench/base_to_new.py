@@ -47,7 +47,9 @@ def base_class_count(n_classes: int, n_base: int | None) -> int:
     if n_base is None:
         return math.ceil(n_classes / 2)
     if not 1 <= n_base < n_classes:
-        raise ConfigError(f"dataset.n_base={n_base} must be between 1 and {n_classes - 1} (the task has {n_classes} classes).")
+        raise ConfigError(
+            f"dataset.n_base={n_base} must be between 1 and {n_classes - 1} (the task has {n_classes} classes)."
+        )
     return n_base
 
 
@@ -89,7 +91,9 @@ def make_base_to_new_split(
     hashes = [trained.content_hash]
     if classes == "base":
         new_task = restrict_task(task, halves["new"])
-        new_test = stratified_subsample(new_task.test, max_test_examples, TEST_SUBSAMPLE_SEED, f"the new classes of '{task.name}'")
+        new_test = stratified_subsample(
+            new_task.test, max_test_examples, TEST_SUBSAMPLE_SEED, f"the new classes of '{task.name}'"
+        )
         tests["new"] = (new_task.label_names, new_test)
         hashes.append(hashlib.sha256("\n".join([*new_task.label_names, *new_test.texts]).encode()).hexdigest())
     return BaseToNewSplit(
@@ -102,8 +106,3 @@ def make_base_to_new_split(
         tests=tests,
         content_hash=hashlib.sha256("|".join(hashes).encode()).hexdigest()[:16],
     )
-
-
-def harmonic_mean(base: float, new: float) -> float:
-    """H = 2·base·new / (base + new), 0 when both are 0."""
-    return 0.0 if base + new == 0 else 2 * base * new / (base + new)

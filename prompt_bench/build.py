@@ -28,7 +28,6 @@ from prompt_bench.transfer.artefacts import pair_transferability, source_prompt_
 from prompt_bench.transfer.pairs import check_pair
 from prompt_bench.validate import check_task
 
-
 PAIRLESS_NEEDS = frozenset({"meta_init"})  # served without a transfer pair
 
 
@@ -68,15 +67,26 @@ def build_experiment(cfg: DictConfig) -> Experiment:
         )
     )
     module = site.module(
-        cfg, adapter, method, head, split,
+        cfg,
+        adapter,
+        method,
+        head,
+        split,
         optimizer=instantiate(cfg.method.optimizer),
         scheduler=instantiate(cfg.method.scheduler) if cfg.method.get("scheduler") else None,
         scheduler_interval=cfg.method.get("scheduler_interval"),
         primary_metric=split.metric,
     )
     datamodule = site.datamodule(cfg, adapter, head, split)
-    return Experiment(adapter=adapter, split=split, method=method, head=head, module=module, datamodule=datamodule,
-                      data_notes=data_notes)
+    return Experiment(
+        adapter=adapter,
+        split=split,
+        method=method,
+        head=head,
+        module=module,
+        datamodule=datamodule,
+        data_notes=data_notes,
+    )
 
 
 def prompt_site(method: Method, method_name: str) -> InputSite | ClassSite:

@@ -14,11 +14,11 @@ from omegaconf import DictConfig
 from torch import Tensor
 
 from prompt_bench.backbones import AdapterBase, BackboneAdapter
-from prompt_bench.backbones.dual_encoder import DualEncoderAdapter
+from prompt_bench.backbones.dual import DualEncoderAdapter
 from prompt_bench.base_to_new import BaseToNewSplit, make_base_to_new_split
 from prompt_bench.data import FewShotSplit, TextDataModule, make_split
 from prompt_bench.data.dual_datamodule import DualDataModule
-from prompt_bench.data.images import RandomResizedCropFlip
+from prompt_bench.data.sources.images import RandomResizedCropFlip
 from prompt_bench.data.tasks import Task
 from prompt_bench.errors import ConfigError
 from prompt_bench.heads import Head
@@ -42,7 +42,13 @@ class InputSite:
         return make_split(task, cfg.dataset.k_shot, cfg.dataset.split_seed, cfg.dataset.get("max_test_examples"))
 
     def module(
-        self, cfg: DictConfig, adapter: BackboneAdapter, method: Method, head: Head, split: FewShotSplit, **training: Any
+        self,
+        cfg: DictConfig,
+        adapter: BackboneAdapter,
+        method: Method,
+        head: Head,
+        split: FewShotSplit,
+        **training: Any,
     ) -> InputSiteModule:
         return InputSiteModule(
             backbone=adapter,
@@ -80,7 +86,11 @@ class ClassSite:
     def split(self, cfg: DictConfig, task: Task, method: Method) -> BaseToNewSplit:
         classes = cfg.dataset.get("classes", "all")
         split = make_base_to_new_split(
-            task, classes, cfg.dataset.get("n_base"), cfg.dataset.k_shot, cfg.dataset.split_seed,
+            task,
+            classes,
+            cfg.dataset.get("n_base"),
+            cfg.dataset.k_shot,
+            cfg.dataset.split_seed,
             cfg.dataset.get("max_test_examples"),
         )
         if method.class_specific and classes == "base":
@@ -91,15 +101,27 @@ class ClassSite:
         return split
 
     def module(
-        self, cfg: DictConfig, adapter: DualEncoderAdapter, method: Method, head: Head, split: BaseToNewSplit,
+        self,
+        cfg: DictConfig,
+        adapter: DualEncoderAdapter,
+        method: Method,
+        head: Head,
+        split: BaseToNewSplit,
         **training: Any,
     ) -> ClassSiteModule:
         class_names = {"train": split.label_names, **{name: names for name, (names, _) in split.tests.items()}}
         return ClassSiteModule(
-            backbone=adapter, method=method, head=head, class_names=class_names, test_sets=tuple(split.tests), **training
+            backbone=adapter,
+            method=method,
+            head=head,
+            class_names=class_names,
+            test_sets=tuple(split.tests),
+            **training,
         )
 
-    def datamodule(self, cfg: DictConfig, adapter: DualEncoderAdapter, head: Head, split: BaseToNewSplit) -> DualDataModule:
+    def datamodule(
+        self, cfg: DictConfig, adapter: DualEncoderAdapter, head: Head, split: BaseToNewSplit
+    ) -> DualDataModule:
         text = adapter.input_kind == "text"
         return DualDataModule(
             split=split,
@@ -134,7 +156,9 @@ def training_augmentation(cfg: DictConfig, adapter: DualEncoderAdapter) -> Rando
     if not cfg.dataset.get("augment", False):
         return None
     if adapter.input_kind != "image":
-        raise ConfigError(f"dataset.augment=true augments images, but backbone '{adapter.name}' reads text; set it to false.")
+        raise ConfigError(
+            f"dataset.augment=true augments images, but backbone '{adapter.name}' reads text; set it to false."
+        )
     crop = adapter.image_processor.crop_size
     return RandomResizedCropFlip(size=int(crop["height"]), seed=cfg.seed)
 

@@ -19,7 +19,7 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 
 from prompt_bench.backbones import AdapterBase, BackboneAdapter, BackboneOutput
-from prompt_bench.backbones.dual_encoder import DualEncoderAdapter, DualOutput, cosine_logits
+from prompt_bench.backbones.dual import DualEncoderAdapter, DualOutput, cosine_logits
 from prompt_bench.errors import ConfigError
 
 
@@ -59,8 +59,12 @@ class LabelSimilarityHead(Head):
         ids = adapter.encode_texts(label_texts, max_length=max_length)
         width = max(len(row) for row in ids)
         pad_id = adapter.tokenizer.pad_token_id
-        self.register_buffer("label_input_ids", torch.tensor([r + [pad_id] * (width - len(r)) for r in ids]), persistent=False)
-        self.register_buffer("label_mask", torch.tensor([[1] * len(r) + [0] * (width - len(r)) for r in ids]), persistent=False)
+        self.register_buffer(
+            "label_input_ids", torch.tensor([r + [pad_id] * (width - len(r)) for r in ids]), persistent=False
+        )
+        self.register_buffer(
+            "label_mask", torch.tensor([[1] * len(r) + [0] * (width - len(r)) for r in ids]), persistent=False
+        )
         log_scale = torch.tensor(math.log(logit_scale))
         self.log_scale = nn.Parameter(log_scale) if learn_scale else None
         if not learn_scale:

@@ -24,7 +24,13 @@ RECORD_NAME = "record.json"
 VOLATILE_KEYS = ("paths", "logger", "hydra", "sweep_name", "skip_done")
 VOLATILE_NESTED = (("backbone", "cache_dir"),)
 VERSIONED_PACKAGES = (
-    "prompt_bench", "torch", "pytorch-lightning", "transformers", "hydra-core", "torchmetrics", "datasets",
+    "prompt_bench",
+    "torch",
+    "pytorch-lightning",
+    "transformers",
+    "hydra-core",
+    "torchmetrics",
+    "datasets",
 )
 
 
@@ -113,7 +119,11 @@ def git_commit(directory: Path) -> str | None:
         ).stdout.strip()
         dirty = subprocess.run(
             ["git", "status", "--porcelain", "--untracked-files=no"],
-            cwd=directory, capture_output=True, text=True, timeout=10, check=True,
+            cwd=directory,
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
         ).stdout.strip()
     except (OSError, subprocess.SubprocessError):
         return None

@@ -25,7 +25,8 @@ from hydra.utils import get_class
 from omegaconf import DictConfig, open_dict
 
 from prompt_bench.build import build_experiment
-from prompt_bench.efficiency import parameter_counts, peak_rss_mb
+from prompt_bench.callbacks import parameter_counts, peak_rss_mb
+from prompt_bench.console import print_summary
 from prompt_bench.errors import PromptBenchError
 from prompt_bench.records import (
     RECORD_NAME,
@@ -41,7 +42,6 @@ from prompt_bench.records import (
     write_json_atomic,
 )
 from prompt_bench.run_lock import RunLock, owner_text
-from prompt_bench.summary import print_summary
 from prompt_bench.training import fit_and_test
 from prompt_bench.validate import check_config, check_output_dir, check_positions
 
@@ -70,7 +70,12 @@ def run_experiment(cfg: DictConfig) -> dict[str, Any]:
     except PromptBenchError as error:  # nowhere to write a record: say so and stop
         log.error("run failed: %s", error)
         OUTCOMES.append(("failed", str(run_dir)))
-        return {"run_key": key, "status": "failed", "run_dir": str(run_dir), "error": f"{type(error).__name__}: {error}"}
+        return {
+            "run_key": key,
+            "status": "failed",
+            "run_dir": str(run_dir),
+            "error": f"{type(error).__name__}: {error}",
+        }
     lock = RunLock(run_dir)
     if not lock.acquire():
         log.info("skipping run %s: %s is held by %s", key, run_dir, owner_text(lock.holder))
@@ -92,8 +97,15 @@ def earlier_attempts(run_dir: Path, key: str) -> list[dict[str, Any]]:
         return []
     if "attempts" in previous:
         return list(previous["attempts"])
-    return [{"start": previous.get("started_at"), "end": previous.get("finished_at"), "host": None,
-             "slurm_job_id": previous.get("slurm_job_id"), "resumed_from_step": previous.get("resumed_from_step")}]
+    return [
+        {
+            "start": previous.get("started_at"),
+            "end": previous.get("finished_at"),
+            "host": None,
+            "slurm_job_id": previous.get("slurm_job_id"),
+            "resumed_from_step": previous.get("resumed_from_step"),
+        }
+    ]
 
 
 def already_ok(cfg: DictConfig, key: str) -> dict[str, Any] | None:
@@ -123,8 +135,14 @@ def run_owned(cfg: DictConfig, config: dict[str, Any], key: str, run_dir: Path) 
     }
     if corrupt_record:
         record["corrupt_record"] = corrupt_record
-    attempt = {"start": record["started_at"], "end": None, "host": socket.gethostname(), "pid": os.getpid(),
-               "slurm_job_id": os.environ.get("SLURM_JOB_ID"), "resumed_from_step": None}
+    attempt = {
+        "start": record["started_at"],
+        "end": None,
+        "host": socket.gethostname(),
+        "pid": os.getpid(),
+        "slurm_job_id": os.environ.get("SLURM_JOB_ID"),
+        "resumed_from_step": None,
+    }
     record["attempts"] = [*earlier_attempts(run_dir, key), attempt]
     write_json_atomic(run_dir / RECORD_NAME, record)  # marks the dir as this run's while it trains
     try:

@@ -19,13 +19,13 @@ from pytorch_lightning.loggers import CSVLogger
 from pytorch_lightning.plugins.environments import SLURMEnvironment
 from safetensors.torch import save_file
 
-from prompt_bench.efficiency import EpochLine, TrainThroughput
+from prompt_bench.callbacks import EpochLine, TrainThroughput
+from prompt_bench.methods.base import PROMPT_FILE
 from prompt_bench.records import move_aside
 
 if TYPE_CHECKING:  # annotations only: the builder imports this module to train dependency runs
     from prompt_bench.build import Experiment
 
-PROMPT_FILE = "prompt.safetensors"
 log = logging.getLogger("prompt_bench")
 
 
@@ -58,8 +58,13 @@ def fit_and_test(cfg: DictConfig, experiment: Experiment, run_dir: Path, run_key
     if cfg.checkpoint_every_epoch:
         # Lightning's save_last only rewrites last.ckpt when `best` improves; resuming needs every epoch.
         callbacks.append(
-            ModelCheckpoint(dirpath=run_dir / "checkpoints", filename="last", monitor=None, save_top_k=1,
-                            enable_version_counter=False)
+            ModelCheckpoint(
+                dirpath=run_dir / "checkpoints",
+                filename="last",
+                monitor=None,
+                save_top_k=1,
+                enable_version_counter=False,
+            )
         )
     trainer = instantiate(
         cfg.trainer,
@@ -79,7 +84,9 @@ def fit_and_test(cfg: DictConfig, experiment: Experiment, run_dir: Path, run_key
         if resumed_from_step is not None:
             log.info("resuming from %s (step %d)", last_checkpoint, resumed_from_step)
     started = time.perf_counter()
-    trainer.fit(module, datamodule=datamodule, ckpt_path=str(last_checkpoint) if resumed_from_step is not None else None)
+    trainer.fit(
+        module, datamodule=datamodule, ckpt_path=str(last_checkpoint) if resumed_from_step is not None else None
+    )
     # Earlier attempts' training time (up to their last checkpoint) comes back with the checkpoint.
     train_seconds = clock.before + time.perf_counter() - started
 
@@ -150,8 +157,13 @@ def checkpoint_step(path: Path) -> int | None:
         return int(torch.load(path, map_location="cpu", weights_only=False)["global_step"])
     except Exception as error:  # noqa: BLE001 - a torn zip, a truncated pickle, a missing key: all unusable
         aside = move_aside(path)
-        log.warning("checkpoint %s is unreadable (%s: %s); moved aside to %s, training from scratch",
-                    path, type(error).__name__, str(error).splitlines()[0] if str(error) else "", aside)
+        log.warning(
+            "checkpoint %s is unreadable (%s: %s); moved aside to %s, training from scratch",
+            path,
+            type(error).__name__,
+            str(error).splitlines()[0] if str(error) else "",
+            aside,
+        )
         return None
 
 

@@ -30,11 +30,16 @@ def check_config(cfg: DictConfig) -> None:
     seed = cfg.get("seed")
     if isinstance(seed, bool) or not isinstance(seed, int):
         raise ConfigError(f"seed={seed!r} is not an integer; pass an integer such as seed=13.")
-    for name, lr in (("method.optimizer.lr", cfg.method.optimizer.get("lr")), ("method.head_lr", cfg.method.get("head_lr"))):
+    for name, lr in (
+        ("method.optimizer.lr", cfg.method.optimizer.get("lr")),
+        ("method.head_lr", cfg.method.get("head_lr")),
+    ):
         if lr is None and name == "method.head_lr":
             continue
         if isinstance(lr, bool) or not isinstance(lr, (int, float)) or not lr > 0:
-            raise ConfigError(f"{name}={lr!r} is not a positive learning rate; pass a number above 0 such as {name}=0.3.")
+            raise ConfigError(
+                f"{name}={lr!r} is not a positive learning rate; pass a number above 0 such as {name}=0.3."
+            )
     policy = cfg.dataset.get("empty_texts", "drop")
     if policy not in EMPTY_TEXT_POLICIES:
         raise ConfigError(f"dataset.empty_texts={policy!r} is not one of {', '.join(EMPTY_TEXT_POLICIES)}.")

@@ -37,24 +37,36 @@ def pairs() -> list[dict[str, str]]:
     for source in TWEET_DOMAINS:
         for target in (*TWEET_DOMAINS, "all"):
             if target != source:
-                listed.append({
-                    "name": f"tweets_{source}_to_{target}", "source": f"tweets_{source}", "target": f"tweets_{target}",
-                    "summary": f"Tweets ({source}) -> tweets ({target}), same 3 sentiment labels: "
-                               "the source prompt is trained once, then transferred.",
-                })
+                listed.append(
+                    {
+                        "name": f"tweets_{source}_to_{target}",
+                        "source": f"tweets_{source}",
+                        "target": f"tweets_{target}",
+                        "summary": f"Tweets ({source}) -> tweets ({target}), same 3 sentiment labels: "
+                        "the source prompt is trained once, then transferred.",
+                    }
+                )
     for domain in ("airline", "apple", "cars"):
-        listed.append({
-            "name": f"bbc_news_to_tweets_{domain}", "source": "bbc_news", "target": f"tweets_{domain}",
-            "summary": f"BBC News topics -> tweets ({domain}): different label spaces, "
-                       "so the prompt transfers and the head does not.",
-        })
+        listed.append(
+            {
+                "name": f"bbc_news_to_tweets_{domain}",
+                "source": "bbc_news",
+                "target": f"tweets_{domain}",
+                "summary": f"BBC News topics -> tweets ({domain}): different label spaces, "
+                "so the prompt transfers and the head does not.",
+            }
+        )
     for source in HUB_SOURCES:
         for target in HUB_TARGETS:
-            listed.append({
-                "name": f"{source}_to_{target}", "source": source, "target": target,
-                "summary": f"Hub pair as in PANDA's setup: {source.upper()} -> {target.upper()} "
-                           "(needs the Hugging Face hub once).",
-            })
+            listed.append(
+                {
+                    "name": f"{source}_to_{target}",
+                    "source": source,
+                    "target": target,
+                    "summary": f"Hub pair as in PANDA's setup: {source.upper()} -> {target.upper()} "
+                    "(needs the Hugging Face hub once).",
+                }
+            )
     return listed
 
 

@@ -9,6 +9,8 @@ import pytest
 from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig, open_dict
 
+from tests.helpers.records import sweep_root  # noqa: F401 - a fixture shared by the report and sweep tests
+
 CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
 
 os.environ.setdefault("WANDB_MODE", "offline")

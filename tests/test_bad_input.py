@@ -9,7 +9,7 @@ import pytest
 
 from prompt_bench.records import RECORD_NAME
 from prompt_bench.run import run_experiment
-from tests.test_cli import run_cli
+from tests.helpers.cli import run_cli
 
 TINY = ("backbone=tiny_bert", "trainer=debug", "logger=none")
 
@@ -62,7 +62,11 @@ def test_label_names_mismatch_names_both(make_config, tmp_path):
     path = tmp_path / "data.csv"
     path.write_text("text,label\n" + "".join(f"text {i},{['pos', 'neg'][i % 2]}\n" for i in range(40)))
     record = failed_record(
-        make_config, tmp_path, *TINY, "dataset=csv", f"dataset.task.path={path}",
+        make_config,
+        tmp_path,
+        *TINY,
+        "dataset=csv",
+        f"dataset.task.path={path}",
         "dataset.task.label_names=[positive,negative]",
     )
     assert "pos" in record["error"] and "positive" in record["error"]
@@ -70,13 +74,17 @@ def test_label_names_mismatch_names_both(make_config, tmp_path):
 
 def test_hub_backbone_offline_says_so(make_config, tmp_path):
     started = time.perf_counter()
-    record = failed_record(make_config, tmp_path, "backbone=bert_base", "dataset=synthetic", "trainer=debug", "logger=none")
+    record = failed_record(
+        make_config, tmp_path, "backbone=bert_base", "dataset=synthetic", "trainer=debug", "logger=none"
+    )
     assert time.perf_counter() - started < 60
     assert "hub" in record["error"] and "backbone.source=path" in record["error"]
 
 
 def test_hub_dataset_offline_says_so(make_config, tmp_path):
-    record = failed_record(make_config, tmp_path, *TINY, "dataset=hf", "dataset.task.path=glue", "dataset.task.name=sst2")
+    record = failed_record(
+        make_config, tmp_path, *TINY, "dataset=hf", "dataset.task.path=glue", "dataset.task.name=sst2"
+    )
     assert "HubUnavailableError" in record["error"] and "dataset=csv" in record["error"]
 
 
@@ -126,8 +134,16 @@ def test_bad_values_fail_up_front_with_a_sentence(make_config, tmp_path, overrid
 def test_class_only_in_the_test_file_is_named_not_a_k_shot_hint(make_config, tmp_path):
     train = write_csv(tmp_path / "train.csv", [(f"text {i}", "ab"[i % 2]) for i in range(40)])
     test = write_csv(tmp_path / "test.csv", [(f"text {i}", "abc"[i % 3]) for i in range(30)])
-    record = failed_record(make_config, tmp_path, *TINY, "dataset=csv", f"dataset.task.path={train}",
-                           f"dataset.task.test_path={test}", "dataset.task.label_names=[a,b,c]", "dataset.k_shot=4")
+    record = failed_record(
+        make_config,
+        tmp_path,
+        *TINY,
+        "dataset=csv",
+        f"dataset.task.path={train}",
+        f"dataset.task.test_path={test}",
+        "dataset.task.label_names=[a,b,c]",
+        "dataset.k_shot=4",
+    )
     assert "['c'] in its test split but not in its train pool" in record["error"]
     assert "k_shot" not in record["error"]
 
@@ -139,8 +155,15 @@ def empty_cells_csv(tmp_path):
 
 def test_empty_texts_refused_by_option(make_config, tmp_path):
     path = empty_cells_csv(tmp_path)
-    record = failed_record(make_config, tmp_path, *TINY, "dataset=csv", f"dataset.task.path={path}",
-                           "dataset.empty_texts=refuse", "dataset.k_shot=4")
+    record = failed_record(
+        make_config,
+        tmp_path,
+        *TINY,
+        "dataset=csv",
+        f"dataset.task.path={path}",
+        "dataset.empty_texts=refuse",
+        "dataset.k_shot=4",
+    )
     assert "empty text(s)" in record["error"] and "dataset.empty_texts=drop" in record["error"]
 
 

@@ -56,8 +56,14 @@ def test_particle_write_changes_only_the_virtual_rows_in_a_training_step(make_co
     method.epochs_done.fill_(method.start_epoch)  # as after epoch 0
     before = snapshot(module)
     trainer = pl.Trainer(
-        max_steps=1, max_epochs=-1, logger=False, enable_checkpointing=False, limit_val_batches=0,
-        enable_progress_bar=False, enable_model_summary=False, accelerator="cpu",
+        max_steps=1,
+        max_epochs=-1,
+        logger=False,
+        enable_checkpointing=False,
+        limit_val_batches=0,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        accelerator="cpu",
     )
     trainer.fit(module, datamodule=experiment.datamodule)
     after = module.state_dict()
@@ -112,17 +118,26 @@ def test_particle_artefact_is_reused_and_keyed_by_settings(make_config, tmp_path
     first = build_experiment(make_config(*FAST, "backbone=tiny_bert", "method.svgd.iterations=31"))
     info = first.method.record_info()
     assert not info["artefact_reused"]
-    second = build_experiment(make_config(*FAST, "backbone=tiny_bert", "method.svgd.iterations=31", "seed=21",
-                                          run_dir=tmp_path / "second"))
+    second = build_experiment(
+        make_config(*FAST, "backbone=tiny_bert", "method.svgd.iterations=31", "seed=21", run_dir=tmp_path / "second")
+    )
     # another seed samples another k-shot split: other particles, another artefact
     assert second.method.record_info()["artefact_key"] != info["artefact_key"]
-    third = build_experiment(make_config(*FAST, "backbone=tiny_bert", "method.svgd.iterations=31",
-                                         run_dir=tmp_path / "third"))
+    third = build_experiment(
+        make_config(*FAST, "backbone=tiny_bert", "method.svgd.iterations=31", run_dir=tmp_path / "third")
+    )
     assert third.method.record_info()["artefact_reused"]
     assert third.method.record_info()["artefact_key"] == info["artefact_key"]
     assert torch.equal(third.method.sampler.particles, first.method.sampler.particles)
-    masked = build_experiment(make_config(*FAST, "backbone=tiny_bert", "method.svgd.iterations=31",
-                                          "method.feature.mask_padding=true", run_dir=tmp_path / "masked"))
+    masked = build_experiment(
+        make_config(
+            *FAST,
+            "backbone=tiny_bert",
+            "method.svgd.iterations=31",
+            "method.feature.mask_padding=true",
+            run_dir=tmp_path / "masked",
+        )
+    )
     assert masked.method.record_info()["artefact_key"] != info["artefact_key"]
 
 
@@ -136,9 +151,16 @@ def test_comparison_sweep_composes(make_config):
 def test_it_learns_with_particles_written_and_only_the_prompt_trains(make_config, head):
     """Particles from the first batch (start_epoch=0), 80 steps as the matrix: the loss falls, test accuracy
     (deterministic mean mode) clears chance, P trains, the backbone stays bit-identical."""
-    cfg = make_config(*FAST, "backbone=tiny_bert", f"head={head}", "method.module.start_epoch=0",
-                      "method.eval_particles=mean", "method/optimizer=adamw", "method.optimizer.lr=0.05",
-                      "method.head_lr=0.01")
+    cfg = make_config(
+        *FAST,
+        "backbone=tiny_bert",
+        f"head={head}",
+        "method.module.start_epoch=0",
+        "method.eval_particles=mean",
+        "method/optimizer=adamw",
+        "method.optimizer.lr=0.05",
+        "method.head_lr=0.01",
+    )
     experiment = build_experiment(cfg)
     module = experiment.module
     backbone_before = {name: p.detach().clone() for name, p in module.backbone.named_parameters()}
@@ -150,8 +172,15 @@ def test_it_learns_with_particles_written_and_only_the_prompt_trains(make_config
             losses.append(float(outputs["loss"]))
 
     trainer = pl.Trainer(
-        max_steps=80, max_epochs=-1, logger=False, enable_checkpointing=False, limit_val_batches=0,
-        enable_progress_bar=False, enable_model_summary=False, callbacks=[Losses()], accelerator="cpu",
+        max_steps=80,
+        max_epochs=-1,
+        logger=False,
+        enable_checkpointing=False,
+        limit_val_batches=0,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        callbacks=[Losses()],
+        accelerator="cpu",
     )
     trainer.fit(module, datamodule=experiment.datamodule)
     assert sum(losses[-5:]) < sum(losses[:5]), f"loss did not decrease: {losses[:5]} -> {losses[-5:]}"

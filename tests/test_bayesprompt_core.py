@@ -53,9 +53,7 @@ from prompt_bench.methods.bayesprompt.svgd import (
 def random_mixture(dim: int = 5, components: int = 3, seed: int = 0) -> GaussianMixtureDensity:
     generator = torch.Generator().manual_seed(seed)
     factors = torch.randn(components, dim, dim, generator=generator, dtype=torch.float64)
-    covariances = factors @ factors.transpose(1, 2) / dim + 0.2 * torch.eye(
-        dim, dtype=torch.float64
-    )
+    covariances = factors @ factors.transpose(1, 2) / dim + 0.2 * torch.eye(dim, dtype=torch.float64)
     means = 2.0 * torch.randn(components, dim, generator=generator, dtype=torch.float64)
     weights = torch.softmax(torch.randn(components, generator=generator, dtype=torch.float64), 0)
     return GaussianMixtureDensity.from_covariances(weights, means, covariances)
@@ -95,9 +93,7 @@ def test_cached_precisions_equal_per_iteration_inverses():
         log_joint = torch.stack(
             [
                 torch.log(mixture.weights[k])
-                + torch.distributions.MultivariateNormal(
-                    mixture.means[k], mixture.covariances[k]
-                ).log_prob(points)
+                + torch.distributions.MultivariateNormal(mixture.means[k], mixture.covariances[k]).log_prob(points)
                 for k in range(mixture.num_components)
             ],
             dim=1,
@@ -109,24 +105,18 @@ def test_cached_precisions_equal_per_iteration_inverses():
             score -= responsibilities[:, k : k + 1] * pulled
         return score, torch.logsumexp(log_joint, dim=1)
 
-    points = mixture.means[1] + torch.randn(
-        9, 5, dtype=torch.float64, generator=torch.Generator().manual_seed(2)
-    )
+    points = mixture.means[1] + torch.randn(9, 5, dtype=torch.float64, generator=torch.Generator().manual_seed(2))
     reference_score, reference_log_density = score_inverting_each_call(points)
     torch.testing.assert_close(mixture.score(points), reference_score)
     torch.testing.assert_close(mixture.log_density(points), reference_log_density)
     single = mixture.to(torch.float32)
     assert single.precisions.dtype == torch.float32
-    torch.testing.assert_close(
-        single.score(points.float()), reference_score.float(), rtol=1e-4, atol=1e-4
-    )
+    torch.testing.assert_close(single.score(points.float()), reference_score.float(), rtol=1e-4, atol=1e-4)
 
 
 def test_fit_mixture_matches_sklearn_and_official_defaults():
     generator = np.random.default_rng(0)
-    features = np.concatenate(
-        [generator.normal(-2, 0.3, (60, 4)), generator.normal(2, 0.3, (60, 4))]
-    )
+    features = np.concatenate([generator.normal(-2, 0.3, (60, 4)), generator.normal(2, 0.3, (60, 4))])
     mixture = fit_mixture(features, num_components=2)
     assert mixture.num_components == 2 and mixture.dim == 4
     assert OFFICIAL_REG_COVAR == 0.1
@@ -236,16 +226,12 @@ def test_particle_draws_average_distinct_particles_and_eval_modes():
     particles = torch.eye(10)  # an average of C distinct one-hot rows has C entries of 1/C
     generator = torch.Generator().manual_seed(0)
     average = draw_particle_average(particles, num_draw=4, generator=generator)
-    assert int((average > 0).sum()) == 4 and torch.allclose(
-        average[average > 0], torch.tensor(0.25)
-    )
+    assert int((average > 0).sum()) == 4 and torch.allclose(average[average > 0], torch.tensor(0.25))
     torch.testing.assert_close(draw_particle_average(particles, 50), particles.mean(0))
 
     embedding = nn.Embedding(12, 10)
     sampler = ParticleSampler(particles, num_draw=3, eval_mode="sample", seed=0)
-    written = {
-        tuple(sampler.write(embedding, [10, 11], training=False).tolist()) for _ in range(20)
-    }
+    written = {tuple(sampler.write(embedding, [10, 11], training=False).tolist()) for _ in range(20)}
     assert len(written) > 1  # official: a fresh random average per evaluation batch
     assert torch.equal(embedding.weight[10], embedding.weight[11])
 
@@ -290,9 +276,7 @@ def between(pieces, start_marker, end_marker):
 
 
 def test_template_puts_markers_around_the_entities():
-    example = RelationExample(
-        ["he", "poured", "the", "water", "from", "the", "oven", "."], (3, 4), (6, 7), "x"
-    )
+    example = RelationExample(["he", "poured", "the", "water", "from", "the", "oven", "."], (3, 4), (6, 7), "x")
     prompt = build_relation_prompt(example)
     assert list(prompt.prompt) == [
         SUBJECT_TYPE,
@@ -336,11 +320,7 @@ def test_template_puts_markers_around_the_entities():
             split = tokenize or (lambda word: [word])
             expect_head = [p for w in example.head_words for p in split(w)]
             expect_tail = [p for w in example.tail_words for p in split(w)]
-            inner_head = [
-                p
-                for p in between(pieces, SUBJECT_START, SUBJECT_END)
-                if p not in (OBJECT_START, OBJECT_END)
-            ]
+            inner_head = [p for p in between(pieces, SUBJECT_START, SUBJECT_END) if p not in (OBJECT_START, OBJECT_END)]
             assert inner_head == expect_head, name
             assert between(pieces, OBJECT_START, OBJECT_END) == expect_tail, name
 
@@ -415,9 +395,9 @@ def test_k_shot_is_deterministic_per_seed_with_exactly_k_per_relation():
     carried, fresh = k_shot_splits(examples, 5), k_shot_splits(examples, 5, carry_shuffle=False)
     assert carried[1] == fresh[1] and carried[2] != fresh[2]
     assert k_shot_split(examples, 5, 2, carry_shuffle=False) == fresh[2]
-    few = [e for e in examples if e.relation != "no_relation"] + [
-        e for e in examples if e.relation == "no_relation"
-    ][:3]
+    few = [e for e in examples if e.relation != "no_relation"] + [e for e in examples if e.relation == "no_relation"][
+        :3
+    ]
     assert sum(e.relation == "no_relation" for e in k_shot_split(few, 5, 1)) == 3
     with pytest.raises(ValueError, match="seed 13"):
         k_shot_split(examples, 5, 13)

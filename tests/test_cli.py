@@ -3,24 +3,14 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from tests.conftest import CONF_DIR, compose_config
+from tests.helpers.cli import run_cli
 
 GROUPS = ("method", "backbone", "head", "dataset", "trainer", "logger", "paths")
-
-
-def run_cli(*overrides: str, root: Path, cache: Path, timeout: int = 300) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PROMPT_BENCH_ROOT": str(root), "PROMPT_BENCH_CACHE": str(cache), "WANDB_MODE": "offline"}
-    return subprocess.run(
-        [sys.executable, "-m", "prompt_bench.run", *overrides],
-        capture_output=True, text=True, env=env, timeout=timeout, cwd=root,
-    )
 
 
 def records_under(root: Path) -> list[dict]:
@@ -65,8 +55,14 @@ def test_cli_end_to_end_writes_valid_record(tmp_path, cache_dir):
 
 def test_cli_multirun_records_each_run(tmp_path, cache_dir):
     result = run_cli(
-        "-m", "trainer=debug", "backbone=tiny_bert", "dataset=synthetic", "method=prompt_tuning,linear_probe",
-        "logger=none", root=tmp_path, cache=cache_dir,
+        "-m",
+        "trainer=debug",
+        "backbone=tiny_bert",
+        "dataset=synthetic",
+        "method=prompt_tuning,linear_probe",
+        "logger=none",
+        root=tmp_path,
+        cache=cache_dir,
     )
     assert result.returncode == 0, result.stderr[-3000:]
     records = records_under(tmp_path / "outputs" / "sweeps")

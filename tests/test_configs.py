@@ -14,8 +14,16 @@ from tests.conftest import CONF_DIR
 EXPERIMENTS = sorted(path.stem for path in (CONF_DIR / "experiment").glob("*.yaml"))
 DATASETS = sorted(path.stem for path in (CONF_DIR / "dataset").glob("*.yaml"))
 FEW_SHOT_FILE = CONF_DIR / "dataset" / "shared" / "few_shot.yaml"  # included by every dataset
-FEW_SHOT_KEYS = {"k_shot", "split_seed", "max_test_examples", "max_length", "batch_size", "eval_batch_size",
-                 "classes", "n_base"}
+FEW_SHOT_KEYS = {
+    "k_shot",
+    "split_seed",
+    "max_test_examples",
+    "max_length",
+    "batch_size",
+    "eval_batch_size",
+    "classes",
+    "n_base",
+}
 # Presets that cannot run here, and why (every other preset must run).
 NOT_RUNNABLE_OFFLINE = {"transfer_matrix_hub": "its pairs load GLUE/SuperGLUE from the Hugging Face hub"}
 
@@ -36,8 +44,11 @@ def tiny_cell(experiment: str, make_config) -> dict[str, str]:
     if cfg.backbone.family == "dual_encoder":
         shrink |= {"backbone": "tiny_clip", "dataset": "synthetic_images"}
     elif cfg.get("transfer") is not None:
-        shrink |= {"backbone": "tiny_bert", "dataset.max_test_examples": "64",
-                   "++transfer.source.max_test_examples": "64"}
+        shrink |= {
+            "backbone": "tiny_bert",
+            "dataset.max_test_examples": "64",
+            "++transfer.source.max_test_examples": "64",
+        }
     else:
         shrink |= {"backbone": "tiny_bert", "dataset": "synthetic"}
     return cell | shrink
@@ -108,7 +119,10 @@ def test_transfer_pairs_are_what_the_generator_writes(make_config):
     for pair in generator.pairs():  # transfer=<source>_to_<target> sets the source and the target it names
         cfg = make_config(f"transfer={pair['name']}")
         assert (cfg.transfer.name, cfg.transfer.source.name, cfg.dataset.name) == (
-            pair["name"], pair["source"], pair["target"])
+            pair["name"],
+            pair["source"],
+            pair["target"],
+        )
 
 
 def test_pair_generator_check_reports_missing_changed_and_stale_files(tmp_path):
@@ -120,5 +134,7 @@ def test_pair_generator_check_reports_missing_changed_and_stale_files(tmp_path):
     (tmp_path / "sst2_to_wic.yaml").write_text("# hand-edited\n")
     (tmp_path / "sst2_to_sst2.yaml").write_text("# not a pair\n")
     assert generator.differences(tmp_path) == [
-        "changed sst2_to_wic.yaml", "missing mnli_to_cb.yaml", "stale sst2_to_sst2.yaml (not a listed pair)",
+        "changed sst2_to_wic.yaml",
+        "missing mnli_to_cb.yaml",
+        "stale sst2_to_sst2.yaml (not a listed pair)",
     ]

@@ -8,7 +8,7 @@ import pytorch_lightning as pl
 import torch
 from torch.nn import functional as F
 
-from prompt_bench.backbones.dual_encoder import cosine_logits
+from prompt_bench.backbones.dual import cosine_logits
 from prompt_bench.backbones.dual_load import build_dual_encoder
 from prompt_bench.build import build_experiment
 from prompt_bench.methods.base import MethodContext
@@ -96,8 +96,14 @@ def snapshot(module):
 
 def fit(experiment, steps):
     trainer = pl.Trainer(
-        max_steps=steps, max_epochs=-1, logger=False, enable_checkpointing=False, limit_val_batches=0,
-        enable_progress_bar=False, enable_model_summary=False, accelerator="cpu",
+        max_steps=steps,
+        max_epochs=-1,
+        logger=False,
+        enable_checkpointing=False,
+        limit_val_batches=0,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        accelerator="cpu",
     )
     trainer.fit(experiment.module, datamodule=experiment.datamodule)
 
@@ -131,8 +137,16 @@ def test_coop_scores_are_the_cosine_logits(make_config):
     [
         (("method=coop", *TRAIN), "epoch"),  # the class site steps Dassl's schedule per epoch
         (("method=coop", *TRAIN, "+method.scheduler_interval=step"), "step"),
-        (("method=prompt_tuning", "backbone=tiny_bert", "dataset=synthetic", "logger=none",
-          "method.scheduler={_target_:torch.optim.lr_scheduler.StepLR,_partial_:true,step_size:2}"), "step"),
+        (
+            (
+                "method=prompt_tuning",
+                "backbone=tiny_bert",
+                "dataset=synthetic",
+                "logger=none",
+                "method.scheduler={_target_:torch.optim.lr_scheduler.StepLR,_partial_:true,step_size:2}",
+            ),
+            "step",
+        ),
     ],
 )
 def test_scheduler_interval_defaults_per_site_and_follows_the_config(make_config, overrides, interval):

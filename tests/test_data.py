@@ -398,9 +398,11 @@ def test_datamodule_preserves_labels_and_shuffles_reproducibly(synthetic_split):
     datamodule = TextDataModule(synthetic_split, CountingEncoder(), PAD_ID, eval_batch_size=4)
     test_labels = torch.cat([batch["labels"] for batch in datamodule.test_dataloader()])
     assert test_labels.tolist() == list(synthetic_split.test.labels)
+
     def train_label_order():
         module = TextDataModule(synthetic_split, CountingEncoder(), PAD_ID, batch_size=3)
         return torch.cat([batch["labels"] for batch in module.train_dataloader()]).tolist()
+
     first_order = train_label_order()
     assert sorted(first_order) == sorted(synthetic_split.train.labels)
     assert first_order == train_label_order()
@@ -450,8 +452,10 @@ def dataset_conf(name: str):
 
 
 def test_every_dataset_conf_opens_with_a_comment_and_has_the_schema():
-    # image sets (prompt_bench.data.images) are checked in tests/test_dual_encoder.py
-    names = sorted(p.stem for p in DATASET_CONF_DIR.glob("*.yaml") if "prompt_bench.data.images." not in p.read_text())
+    # image sets (prompt_bench.data.sources.images) are checked in tests/test_dual_encoder.py
+    names = sorted(
+        p.stem for p in DATASET_CONF_DIR.glob("*.yaml") if "prompt_bench.data.sources.images." not in p.read_text()
+    )
     tweet_names = [f"tweets_{domain}" for domain in TWEET_DOMAINS]
     hub_names = ["mnli", "qnli", "sst2", "cb", "copa", "wsc", "rte", "wic", "cola", "mrpc"]  # GLUE/SuperGLUE
     assert names == sorted(["bbc_news", *tweet_names, "csv", "jsonl", "hf", "synthetic", *hub_names])

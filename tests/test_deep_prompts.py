@@ -12,41 +12,18 @@ import pytest
 import torch
 import transformers
 from safetensors.torch import load_file, save_file
-from transformers import MPNetConfig, MPNetModel
 
-from prompt_bench.backbones import build_backbone
-from prompt_bench.backbones.adapters import BackboneAdapter, EncoderAdapter
-from prompt_bench.backbones.load import TINY_TOKENIZER_PACKAGE, package_model_dir
+from prompt_bench.backbones import BackboneAdapter, EncoderAdapter
 from prompt_bench.backbones.prefixes import cache_keyword
-from prompt_bench.backbones.tiny import build_tiny_tokenizer
 from prompt_bench.build import build_experiment
 from prompt_bench.errors import ConfigError
 from prompt_bench.run import run_experiment
 from tests.conftest import compose_config
-from tests.test_matrix import changed, snapshot, train
+from tests.helpers.adapters import ADAPTER_CASES, TEXTS, encoded, make_adapter, tiny_adapter
+from tests.helpers.training import changed, snapshot, train
 
 DEEP = ("method.module.depth=deep",)
 TINY_FAST = ("method/optimizer=adamw", "method.optimizer.lr=0.05", "method.head_lr=0.01")
-TINY_FAMILIES = {"tiny_bert": "encoder", "tiny_roberta": "encoder", "tiny_t5": "seq2seq", "tiny_gpt2": "causal"}
-TEXTS = ["the cat sat on the mat today", "short one"]  # the second is padded
-
-
-def tiny_adapter(preset: str, cache_dir) -> BackboneAdapter:
-    family = TINY_FAMILIES[preset]
-    adapter = build_backbone(name=preset, source="tiny", name_or_path=preset, family=family, cache_dir=str(cache_dir))
-    return adapter.eval()
-
-
-def tiny_mpnet_adapter() -> BackboneAdapter:
-    """MPNet has a relative position bias and no cache: the one encoder with its own prefix path."""
-    tokenizer = build_tiny_tokenizer(package_model_dir(TINY_TOKENIZER_PACKAGE))
-    config = MPNetConfig(vocab_size=len(tokenizer), hidden_size=64, num_hidden_layers=2, num_attention_heads=4,
-                         intermediate_size=128, max_position_embeddings=300, initializer_range=0.2,
-                         hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(0)
-        model = MPNetModel(config)
-    return EncoderAdapter(model.eval(), tokenizer, name="tiny_mpnet")
 
 
 def key_value_projections(adapter: BackboneAdapter) -> list[tuple[torch.nn.Module, str]]:
@@ -71,13 +48,19 @@ def prompt_keys_values(adapter: BackboneAdapter, input_ids, attention_mask, prom
         store: dict[str, torch.Tensor] = {}
         captured.append(store)
         if kind == "gpt2":
-            handles.append(module.register_forward_hook(
-                lambda m, args, out, s=store: s.update(zip("qkv", out.split(out.shape[-1] // 3, dim=-1)))))
+            handles.append(
+                module.register_forward_hook(
+                    lambda m, args, out, s=store: s.update(zip("qkv", out.split(out.shape[-1] // 3, dim=-1)))
+                )
+            )
             continue
         key_name, value_name = {"bert": ("key", "value"), "mpnet": ("k", "v"), "t5": ("k", "v")}[kind]
         for name, slot in ((key_name, "k"), (value_name, "v")):
-            handles.append(getattr(module, name).register_forward_hook(
-                lambda m, args, out, s=store, slot=slot: s.__setitem__(slot, out)))
+            handles.append(
+                getattr(module, name).register_forward_hook(
+                    lambda m, args, out, s=store, slot=slot: s.__setitem__(slot, out)
+                )
+            )
     output = adapter(input_ids, attention_mask, prompt=prompt)
     for handle in handles:
         handle.remove()
@@ -86,18 +69,6 @@ def prompt_keys_values(adapter: BackboneAdapter, input_ids, attention_mask, prom
         return states[:, :n_prompt].reshape(batch, n_prompt, geometry.n_heads, geometry.head_dim).transpose(1, 2)
 
     return output, torch.stack([torch.stack([heads(s["k"]), heads(s["v"])]) for s in captured])
-
-
-def encoded(adapter: BackboneAdapter):
-    batch = adapter.tokenizer(TEXTS, padding=True, return_tensors="pt")
-    return batch["input_ids"], batch["attention_mask"]
-
-
-ADAPTER_CASES = [*TINY_FAMILIES, "tiny_mpnet"]
-
-
-def make_adapter(case: str, cache_dir) -> BackboneAdapter:
-    return tiny_mpnet_adapter() if case == "tiny_mpnet" else tiny_adapter(case, cache_dir)
 
 
 @pytest.mark.parametrize("case", ADAPTER_CASES)
@@ -175,8 +146,16 @@ def test_deep_trains_only_the_prefix_and_learns_synthetic(make_config, tmp_path)
 
 
 def test_prefix_projection_trains_the_mlp_and_round_trips(make_config, tmp_path):
-    overrides = ["backbone=tiny_gpt2", "head=linear", "dataset=synthetic", "logger=none", *DEEP, *TINY_FAST,
-                 "method.module.prefix_projection=true", "method.module.prefix_hidden=32"]
+    overrides = [
+        "backbone=tiny_gpt2",
+        "head=linear",
+        "dataset=synthetic",
+        "logger=none",
+        *DEEP,
+        *TINY_FAST,
+        "method.module.prefix_projection=true",
+        "method.module.prefix_hidden=32",
+    ]
     experiment = build_experiment(make_config(*overrides))
     experiment.datamodule.setup("fit")
     tensors = experiment.method.prompt_tensors()
@@ -188,8 +167,11 @@ def test_prefix_projection_trains_the_mlp_and_round_trips(make_config, tmp_path)
 
     path = tmp_path / "prompt.safetensors"
     save_file({k: v.contiguous() for k, v in experiment.method.prompt_tensors().items()}, str(path))
-    loaded = build_experiment(make_config(*overrides, "method.module.init=file", f"method.module.init_file={path}",
-                                          run_dir=tmp_path / "fresh"))
+    loaded = build_experiment(
+        make_config(
+            *overrides, "method.module.init=file", f"method.module.init_file={path}", run_dir=tmp_path / "fresh"
+        )
+    )
     for name, tensor in experiment.method.prompt_tensors().items():
         assert torch.equal(loaded.method.prompt_tensors()[name], tensor)
 
@@ -206,16 +188,29 @@ def test_depth_input_is_the_plain_prompt_path(make_config):
     with torch.no_grad():
         prompt = module.method.prompt_embeddings.unsqueeze(0).expand(batch["input_ids"].shape[0], -1, -1)
         embeds = torch.cat([prompt, adapter.embed(batch["input_ids"])], dim=1)
-        mask = torch.cat([batch["attention_mask"].new_ones(batch["attention_mask"].shape[0], prompt.shape[1]),
-                          batch["attention_mask"]], dim=1)
+        mask = torch.cat(
+            [
+                batch["attention_mask"].new_ones(batch["attention_mask"].shape[0], prompt.shape[1]),
+                batch["attention_mask"],
+            ],
+            dim=1,
+        )
         by_hand = adapter.body(embeds, mask)
         assert torch.equal(adapter(batch["input_ids"], batch["attention_mask"], prompt=prompt).hidden, by_hand)
         assert torch.equal(module(batch), explicit.module.eval()(batch))
 
 
 def test_minilm_takes_deep_prompts_with_label_similarity(make_config):
-    experiment = build_experiment(make_config("backbone=minilm", "head=label_similarity", "dataset=synthetic",
-                                              "logger=none", *DEEP, "method.module.n_tokens=4"))
+    experiment = build_experiment(
+        make_config(
+            "backbone=minilm",
+            "head=label_similarity",
+            "dataset=synthetic",
+            "logger=none",
+            *DEEP,
+            "method.module.n_tokens=4",
+        )
+    )
     geometry = experiment.adapter.prefix_geometry
     assert (geometry.n_layers, geometry.n_heads, geometry.head_dim) == (6, 12, 32)
     assert experiment.method.prompt_tensors()["prefix_embeddings"].shape == (4, 2 * 6 * 384)
@@ -231,8 +226,16 @@ def test_minilm_takes_deep_prompts_with_label_similarity(make_config):
 
 
 def test_bf16_backbone_keeps_an_fp32_prefix(make_config):
-    experiment = build_experiment(make_config("backbone=tiny_bert", "backbone.dtype=bfloat16", "head=verbalizer",
-                                              "dataset=synthetic", "logger=none", *DEEP))
+    experiment = build_experiment(
+        make_config(
+            "backbone=tiny_bert",
+            "backbone.dtype=bfloat16",
+            "head=verbalizer",
+            "dataset=synthetic",
+            "logger=none",
+            *DEEP,
+        )
+    )
     experiment.datamodule.setup("fit")
     batch = next(iter(experiment.datamodule.train_dataloader()))
     assert experiment.method.prefix_encoder.prefix_embeddings.dtype == torch.float32
@@ -243,8 +246,14 @@ def test_bf16_backbone_keeps_an_fp32_prefix(make_config):
 
 def test_spot_deep_starts_from_the_source_prefix(tmp_path):
     # A cache of its own: test_transfer counts the source prompts in the shared one.
-    overrides = ["method=spot", "transfer=tweets_airline_to_cars", "backbone=tiny_bert", "trainer=debug", "logger=none",
-                 *DEEP]
+    overrides = [
+        "method=spot",
+        "transfer=tweets_airline_to_cars",
+        "backbone=tiny_bert",
+        "trainer=debug",
+        "logger=none",
+        *DEEP,
+    ]
     experiment = build_experiment(compose_config(overrides, tmp_path / "run", tmp_path / "cache"))
     (source_file,) = (tmp_path / "cache" / "artefacts" / "source_prompt").glob("*/prompt.safetensors")
     source_prefix = load_file(str(source_file))["prefix_embeddings"]
@@ -254,8 +263,17 @@ def test_spot_deep_starts_from_the_source_prefix(tmp_path):
 def test_prefix_of_the_wrong_shape_names_the_expected_shape(make_config, tmp_path):
     wrong = tmp_path / "prefix.safetensors"
     save_file({"prefix_embeddings": torch.zeros(20, 2 * 6 * 384)}, str(wrong))  # MiniLM's table, not tiny_bert's
-    record = run_experiment(make_config("backbone=tiny_bert", "trainer=debug", "logger=none", "dataset=synthetic",
-                                        *DEEP, "method.module.init=file", f"method.module.init_file={wrong}"))
+    record = run_experiment(
+        make_config(
+            "backbone=tiny_bert",
+            "trainer=debug",
+            "logger=none",
+            "dataset=synthetic",
+            *DEEP,
+            "method.module.init=file",
+            f"method.module.init_file={wrong}",
+        )
+    )
     assert record["status"] == "failed"
     assert "'prefix_embeddings': (20, 256)" in record["error"] and "(20, 4608)" in record["error"]
 

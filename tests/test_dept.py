@@ -8,12 +8,12 @@ import pytorch_lightning as pl
 import torch
 from torch.nn import functional as F
 
-from prompt_bench.backbones.dual_encoder import cosine_logits
-from prompt_bench.base_to_new import harmonic_mean
+from prompt_bench.backbones.dual import cosine_logits
 from prompt_bench.build import build_experiment
-from prompt_bench.data.images import FASHION_MNIST_DIR, fashion_mnist_available
+from prompt_bench.data.sources.images import FASHION_MNIST_DIR, fashion_mnist_available
 from prompt_bench.methods.dept import CatHead, FiLM
 from prompt_bench.run import run_experiment
+from prompt_bench.scores import harmonic_mean
 
 TINY = ("backbone=tiny_clip", "dataset=synthetic_images", "logger=none")
 D, C_BASE = 32, 3
@@ -114,8 +114,14 @@ def test_head_learning_rate_is_lr_ratio_times_the_prompts(dept_experiment):
 def fit(experiment, steps: int) -> None:
     pl.seed_everything(0)
     trainer = pl.Trainer(
-        max_steps=steps, max_epochs=-1, logger=False, enable_checkpointing=False, limit_val_batches=0,
-        enable_progress_bar=False, enable_model_summary=False, accelerator="cpu",
+        max_steps=steps,
+        max_epochs=-1,
+        logger=False,
+        enable_checkpointing=False,
+        limit_val_batches=0,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        accelerator="cpu",
     )
     trainer.fit(experiment.module, datamodule=experiment.datamodule)
 
@@ -124,9 +130,11 @@ def fit(experiment, steps: int) -> None:
 def test_lambda_zero_reduces_dept_to_its_base_exactly(make_config, tmp_path, base):
     overrides = (*TINY, "method.optimizer.lr=0.05", "method.batch_size=4")
     plain = build_experiment(make_config(f"method={base}", *overrides, run_dir=tmp_path / "plain"))
-    dept = build_experiment(make_config(
-        "method=dept", f"method.base={base}", "method.module.weight=0.0", *overrides, run_dir=tmp_path / "dept"
-    ))
+    dept = build_experiment(
+        make_config(
+            "method=dept", f"method.base={base}", "method.module.weight=0.0", *overrides, run_dir=tmp_path / "dept"
+        )
+    )
     towers = {name: p.detach().clone() for name, p in dept.module.backbone.named_parameters()}
     fit(plain, 8)
     fit(dept, 8)
@@ -152,9 +160,18 @@ def test_dept_training_changes_the_head_and_prompt_never_the_towers(dept_experim
 def check_base_to_new_record(record: dict) -> None:
     assert record["status"] == "ok", record.get("error")
     metrics = record["metrics"]
-    for name in ("test/base_acc", "test/new_acc", "test/hmean", "zero_shot/base_acc", "zero_shot/new_acc", "zero_shot/hmean"):
+    for name in (
+        "test/base_acc",
+        "test/new_acc",
+        "test/hmean",
+        "zero_shot/base_acc",
+        "zero_shot/new_acc",
+        "zero_shot/hmean",
+    ):
         assert 0.0 <= metrics[name] <= 1.0, name
-    assert metrics["test/hmean"] == pytest.approx(harmonic_mean(metrics["test/base_acc"], metrics["test/new_acc"]), abs=1e-6)
+    assert metrics["test/hmean"] == pytest.approx(
+        harmonic_mean(metrics["test/base_acc"], metrics["test/new_acc"]), abs=1e-6
+    )
     assert metrics["primary_metric"] == "hmean" and metrics["test/primary"] == metrics["test/hmean"]
 
 
@@ -171,10 +188,18 @@ def test_tiny_clip_base_to_new_run_on_synthetic_images_writes_base_new_h(make_co
     reason=f"Fashion-MNIST not installed ({FASHION_MNIST_DIR}): sudo apt-get install dataset-fashion-mnist",
 )
 def test_tiny_clip_base_to_new_run_on_fashion_mnist_writes_base_new_h(make_config, tmp_path):
-    record = run_experiment(make_config(
-        "method=dept", "backbone=tiny_clip", "dataset=fashion_mnist", "dataset.k_shot=4",
-        "dataset.max_test_examples=50", "trainer=debug", "logger=none", run_dir=tmp_path / "run",
-    ))
+    record = run_experiment(
+        make_config(
+            "method=dept",
+            "backbone=tiny_clip",
+            "dataset=fashion_mnist",
+            "dataset.k_shot=4",
+            "dataset.max_test_examples=50",
+            "trainer=debug",
+            "logger=none",
+            run_dir=tmp_path / "run",
+        )
+    )
     check_base_to_new_record(record)
     assert record["config"]["dataset"]["name"] == "fashion_mnist"
 
@@ -192,8 +217,13 @@ def test_dept_base2new_preset_is_the_papers_grid_and_a_cell_runs(make_config, tm
     for dataset in params["dataset"].split(","):
         assert make_config("experiment=dept_base2new", f"dataset={dataset}").dataset.classes == "base"
     cell = make_config(
-        "experiment=dept_base2new", "method=dept_kgcoop", "backbone=tiny_clip", "dataset=synthetic_images",
-        "trainer=debug", "logger=none", run_dir=tmp_path / "cell",
+        "experiment=dept_base2new",
+        "method=dept_kgcoop",
+        "backbone=tiny_clip",
+        "dataset=synthetic_images",
+        "trainer=debug",
+        "logger=none",
+        run_dir=tmp_path / "cell",
     )
     check_base_to_new_record(run_experiment(cell))
 
@@ -207,13 +237,25 @@ def write_b2n_record(root, index, method, seed, base, new, zero_shot=(0.8, 0.7))
     run_dir = root / f"{index}_{method}_s{seed}"
     run_dir.mkdir(parents=True)
     metrics = {
-        "test/base_acc": base, "test/new_acc": new, "test/hmean": harmonic_mean(base, new),
-        "zero_shot/base_acc": zero_shot[0], "zero_shot/new_acc": zero_shot[1],
-        "zero_shot/hmean": harmonic_mean(*zero_shot), "test/primary": harmonic_mean(base, new), "primary_metric": "hmean",
+        "test/base_acc": base,
+        "test/new_acc": new,
+        "test/hmean": harmonic_mean(base, new),
+        "zero_shot/base_acc": zero_shot[0],
+        "zero_shot/new_acc": zero_shot[1],
+        "zero_shot/hmean": harmonic_mean(*zero_shot),
+        "test/primary": harmonic_mean(base, new),
+        "primary_metric": "hmean",
     }
     record = {
-        "run_key": f"{method}{seed}", "status": "ok", "metrics": metrics,
-        "config": {"method": {"name": method}, "backbone": {"name": "minilm_dual"}, "dataset": {"name": "bbc_news"}, "seed": seed},
+        "run_key": f"{method}{seed}",
+        "status": "ok",
+        "metrics": metrics,
+        "config": {
+            "method": {"name": method},
+            "backbone": {"name": "minilm_dual"},
+            "dataset": {"name": "bbc_news"},
+            "seed": seed,
+        },
     }
     (run_dir / "record.json").write_text(json.dumps(record))
 

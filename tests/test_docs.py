@@ -41,8 +41,16 @@ def relative_links(path: Path) -> list[str]:
 
 def test_the_docs_exist_and_the_readme_is_short():
     names = {path.relative_to(ROOT).as_posix() for path in DOCS}
-    for name in ("docs/configuration.md", "docs/methods.md", "docs/protocols.md", "docs/transfer.md",
-                 "docs/slurm.md", "docs/reports.md", "docs/adding.md", "results/README.md"):
+    for name in (
+        "docs/configuration.md",
+        "docs/methods.md",
+        "docs/protocols.md",
+        "docs/transfer.md",
+        "docs/slurm.md",
+        "docs/reports.md",
+        "docs/adding.md",
+        "results/README.md",
+    ):
         assert name in names
     assert len((ROOT / "README.md").read_text().splitlines()) <= 180
 
@@ -122,8 +130,10 @@ def test_every_documented_prompt_bench_command_composes():
 
 def test_command_parsing_joins_continuations_and_cuts_sweeps(tmp_path):
     doc = tmp_path / "doc.md"
-    doc.write_text("text\n```bash\nPROMPT_BENCH_CACHE=/c prompt-bench -m method=a,b \\\n    seed=1,2  # note\n"
-                   "prompt-bench method=<m>\nprompt-bench-report outputs\n```\nthen `prompt-bench -m\nseed=3,4`.\n")
+    doc.write_text(
+        "text\n```bash\nPROMPT_BENCH_CACHE=/c prompt-bench -m method=a,b \\\n    seed=1,2  # note\n"
+        "prompt-bench method=<m>\nprompt-bench-report outputs\n```\nthen `prompt-bench -m\nseed=3,4`.\n"
+    )
     assert command_lines(doc) == [(3, ["-m", "method=a,b", "seed=1,2"]), (8, ["-m", "seed=3,4"])]
     arguments = shlex.split("""-m method=a,b head.label_words=[x,y] 'transfer=p,q' 'head.t="a, {b}"' --cfg job""")
     assert as_compose_overrides(arguments) == ["method=a", "head.label_words=[x,y]", "transfer=p", 'head.t="a, {b}"']

@@ -10,13 +10,14 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
-from prompt_bench.backbones.dual_encoder import causal_mask, cosine_logits
+from prompt_bench.backbones.dual import causal_mask, cosine_logits
 from prompt_bench.backbones.dual_load import build_dual_encoder
-from prompt_bench.base_to_new import class_halves, harmonic_mean, make_base_to_new_split, restrict
-from prompt_bench.data.images import ImageExamples, synthetic_images
+from prompt_bench.base_to_new import class_halves, make_base_to_new_split, restrict
 from prompt_bench.data.sources import synthetic
+from prompt_bench.data.sources.images import ImageExamples, synthetic_images
 from prompt_bench.errors import ConfigError
 from prompt_bench.run import run_experiment
+from prompt_bench.scores import harmonic_mean
 from tests.conftest import compose_config
 
 CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
@@ -57,7 +58,9 @@ def test_context_is_spliced_after_the_start_token(tiny_clip):
     context_ids, _ = tiny_clip.tokenize(["a photo of a"])
     context = tiny_clip.token_embedding(context_ids[:, 1:-1])  # drop [SOS] / [EOS]
     full_ids, full_mask = tiny_clip.tokenize(["a photo of a cat."])
-    assert torch.allclose(tiny_clip.class_features(ids, mask, context), tiny_clip.class_features(full_ids, full_mask), atol=1e-5)
+    assert torch.allclose(
+        tiny_clip.class_features(ids, mask, context), tiny_clip.class_features(full_ids, full_mask), atol=1e-5
+    )
 
 
 def test_sentence_tower_is_the_mean_pooled_encoder(minilm_dual):
@@ -148,11 +151,15 @@ def failed(make_config, *overrides):
         (("method=prompt_tuning", "backbone=tiny_clip", "dataset=synthetic_images"), "is a dual_encoder model"),
         (("backbone=tiny_bert", "dataset=synthetic", "dataset.classes=base"), "needs a dual-encoder backbone"),
         (("method=coop", "backbone=tiny_clip", "dataset=synthetic"), "dataset 'synthetic' is text"),
-        (("method=coop", "backbone=tiny_clip", "dataset=synthetic_images", "method.module.class_specific=true"),
-         "cannot score the new classes"),
-        (("method=dept", "backbone=tiny_clip", "dataset=synthetic_images", "method.base=nonsense"), "method.base must name a CoOp-family learner"),
-        (("method=dept", "backbone=tiny_clip", "dataset=synthetic_images", "method.module.fusion=sum"),
-         "logit, prob"),
+        (
+            ("method=coop", "backbone=tiny_clip", "dataset=synthetic_images", "method.module.class_specific=true"),
+            "cannot score the new classes",
+        ),
+        (
+            ("method=dept", "backbone=tiny_clip", "dataset=synthetic_images", "method.base=nonsense"),
+            "method.base must name a CoOp-family learner",
+        ),
+        (("method=dept", "backbone=tiny_clip", "dataset=synthetic_images", "method.module.fusion=sum"), "logit, prob"),
         (("method=coop", "backbone=tiny_clip", "dataset=synthetic_images", "head=linear"), "needs head=itm"),
     ],
 )
@@ -163,13 +170,17 @@ def test_bad_dual_encoder_input_fails_with_a_sentence(make_config, overrides, ex
 def test_dataset_conf_class_template_reaches_the_adapter(make_config):
     from prompt_bench.build import build_experiment
 
-    experiment = build_experiment(make_config("method=coop", "backbone=tiny_clip", "dataset=synthetic_images", "logger=none"))
+    experiment = build_experiment(
+        make_config("method=coop", "backbone=tiny_clip", "dataset=synthetic_images", "logger=none")
+    )
     assert experiment.adapter.class_template == "a photo of a {} square."
     assert instantiate is not None
 
 
 IMAGE_DATASETS = sorted(
-    path.stem for path in (CONF_DIR / "dataset").glob("*.yaml") if "prompt_bench.data.images." in path.read_text()
+    path.stem
+    for path in (CONF_DIR / "dataset").glob("*.yaml")
+    if "prompt_bench.data.sources.images." in path.read_text()
 )
 
 
@@ -185,7 +196,7 @@ def test_image_dataset_confs_have_the_base_to_new_schema(tmp_path):
 
 
 def test_missing_fashion_mnist_says_how_to_install_it(tmp_path):
-    from prompt_bench.data.images import fashion_mnist
+    from prompt_bench.data.sources.images import fashion_mnist
     from prompt_bench.errors import DataError
 
     with pytest.raises(DataError, match="apt-get install dataset-fashion-mnist"):
@@ -195,7 +206,7 @@ def test_missing_fashion_mnist_says_how_to_install_it(tmp_path):
 def test_random_resized_crop_flip_is_seeded_and_sized():
     from PIL import Image
 
-    from prompt_bench.data.images import RandomResizedCropFlip
+    from prompt_bench.data.sources.images import RandomResizedCropFlip
 
     image = Image.fromarray((np.arange(40 * 30 * 3) % 255).astype(np.uint8).reshape(40, 30, 3))
     first, second = RandomResizedCropFlip(16, seed=1), RandomResizedCropFlip(16, seed=1)
@@ -208,9 +219,11 @@ def test_random_resized_crop_flip_is_seeded_and_sized():
 def test_augmented_training_images_are_encoded_per_batch_and_eval_splits_cached(make_config):
     from prompt_bench.build import build_experiment
 
-    experiment = build_experiment(make_config(
-        "method=coop", "backbone=tiny_clip", "dataset=synthetic_images", "dataset.augment=true", "logger=none"
-    ))
+    experiment = build_experiment(
+        make_config(
+            "method=coop", "backbone=tiny_clip", "dataset=synthetic_images", "dataset.augment=true", "logger=none"
+        )
+    )
     datamodule = experiment.datamodule
     datamodule.setup()
     train_batch = next(iter(datamodule.train_dataloader()))
@@ -218,15 +231,23 @@ def test_augmented_training_images_are_encoded_per_batch_and_eval_splits_cached(
     assert set(next(iter(datamodule.test_dataloader()[0]))) == {"input_features", "labels"}
     assert set(next(iter(datamodule.val_dataloader()))) == {"input_features", "labels"}
     assert experiment.module.training_step(train_batch, 0).requires_grad
-    record = run_experiment(make_config(
-        "method=dept", "backbone=tiny_clip", "dataset=synthetic_images", "dataset.augment=true", "trainer=debug",
-        "logger=none",
-    ))
+    record = run_experiment(
+        make_config(
+            "method=dept",
+            "backbone=tiny_clip",
+            "dataset=synthetic_images",
+            "dataset.augment=true",
+            "trainer=debug",
+            "logger=none",
+        )
+    )
     assert record["status"] == "ok" and 0.0 <= record["metrics"]["test/hmean"] <= 1.0
 
 
 def test_augmenting_text_fails_with_a_sentence(make_config):
-    assert "augments images" in failed(make_config, "method=coop", "backbone=minilm_dual", "dataset=synthetic", "+dataset.augment=true")
+    assert "augments images" in failed(
+        make_config, "method=coop", "backbone=minilm_dual", "dataset=synthetic", "+dataset.augment=true"
+    )
 
 
 def test_hub_image_config_runs_on_a_local_image_folder(make_config, tmp_path, monkeypatch):
@@ -243,10 +264,17 @@ def test_hub_image_config_runs_on_a_local_image_folder(make_config, tmp_path, mo
             for i in range(4):
                 pixels = np.full((12, 12, 3), 50 * shade + 5 * i, np.uint8)
                 Image.fromarray(pixels).save(root / split / name / f"{i}.png")
-    record = run_experiment(make_config(
-        "method=dept_kgcoop", "backbone=tiny_clip", "dataset=eurosat", f"dataset.task.path={root}", "dataset.k_shot=2",
-        "trainer=debug", "logger=none",
-    ))
+    record = run_experiment(
+        make_config(
+            "method=dept_kgcoop",
+            "backbone=tiny_clip",
+            "dataset=eurosat",
+            f"dataset.task.path={root}",
+            "dataset.k_shot=2",
+            "trainer=debug",
+            "logger=none",
+        )
+    )
     assert record["status"] == "ok", record.get("error")
     assert record["config"]["dataset"]["augment"] is True
     assert {"test/base_acc", "test/new_acc", "test/hmean"} <= set(record["metrics"])
@@ -254,7 +282,7 @@ def test_hub_image_config_runs_on_a_local_image_folder(make_config, tmp_path, mo
 
 def test_itm_head_is_registered_and_refuses_a_text_backbone(tiny_clip):
     from prompt_bench.backbones import build_backbone
-    from prompt_bench.backbones.dual_encoder import DualOutput
+    from prompt_bench.backbones.dual import DualOutput
     from prompt_bench.heads import HEADS, ItmHead
 
     head = HEADS["itm"](label_names=("a", "b"), adapter=tiny_clip)
@@ -300,7 +328,9 @@ def test_sentence_pair_token_ids_are_cached_on_disk(make_config):
     second.encode = refuse
     second.setup()
     assert second.token_ids == first.token_ids
-    assert torch.equal(next(iter(second.val_dataloader()))["input_features"], next(iter(first.val_dataloader()))["input_features"])
+    assert torch.equal(
+        next(iter(second.val_dataloader()))["input_features"], next(iter(first.val_dataloader()))["input_features"]
+    )
 
 
 def test_a_method_of_an_unknown_prompt_site_fails_with_a_sentence():
@@ -309,5 +339,7 @@ def test_a_method_of_an_unknown_prompt_site_fails_with_a_sentence():
 
     method = CoOp()
     method.prompt_site = "decoder"
-    with pytest.raises(ConfigError, match="declares prompt_site 'decoder'; a method's prompt goes in one of: input, class"):
+    with pytest.raises(
+        ConfigError, match="declares prompt_site 'decoder'; a method's prompt goes in one of: input, class"
+    ):
         prompt_site(method, "odd")

@@ -20,9 +20,17 @@ from pathlib import Path
 SEEDS = ",".join(str(seed) for seed in range(1, 11))
 EPOCHS = 3
 OVERRIDES = [
-    "-m", "logger=csv", "+logger.csv.flush_logs_every_n_steps=1", "backbone=tiny_bert", "dataset=synthetic",
-    "trainer=debug", f"trainer.max_epochs={EPOCHS}", "zero_shot=false", "save_prompt=false",
-    f"seed={SEEDS}", "sweep_name=faults",
+    "-m",
+    "logger=csv",
+    "+logger.csv.flush_logs_every_n_steps=1",
+    "backbone=tiny_bert",
+    "dataset=synthetic",
+    "trainer=debug",
+    f"trainer.max_epochs={EPOCHS}",
+    "zero_shot=false",
+    "save_prompt=false",
+    f"seed={SEEDS}",
+    "sweep_name=faults",
 ]
 
 
@@ -38,7 +46,12 @@ def ok_records(sweep_dir: Path) -> dict[Path, str]:
 
 
 def test_sweep_survives_three_sigkills(tmp_path, cache_dir):
-    env = {**os.environ, "PROMPT_BENCH_ROOT": str(tmp_path), "PROMPT_BENCH_CACHE": str(cache_dir), "WANDB_MODE": "offline"}
+    env = {
+        **os.environ,
+        "PROMPT_BENCH_ROOT": str(tmp_path),
+        "PROMPT_BENCH_CACHE": str(cache_dir),
+        "WANDB_MODE": "offline",
+    }
     sweep_dir = tmp_path / "outputs" / "sweeps" / "faults"
     command = [sys.executable, "-m", "prompt_bench.run", *OVERRIDES]
     rng = random.Random(1234)
@@ -52,7 +65,9 @@ def test_sweep_survives_three_sigkills(tmp_path, cache_dir):
         for path, digest in ok_records(sweep_dir).items():
             assert seen_ok.setdefault(path, digest) == digest, f"{path} was rewritten after it was ok"
     for _ in range(3):  # relaunch until done
-        result = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300, check=False)
+        result = subprocess.run(
+            command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300, check=False
+        )
         if result.returncode == 0:
             break
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]

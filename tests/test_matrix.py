@@ -13,11 +13,11 @@ model.
 from __future__ import annotations
 
 import pytest
-import pytorch_lightning as pl
 import torch
 from safetensors.torch import load_file, save_file
 
 from prompt_bench.build import build_experiment
+from tests.helpers.training import changed, snapshot, train
 
 PROMPT_HEADS = ("verbalizer", "linear", "label_similarity")
 FAMILIES = ("tiny_bert", "tiny_t5", "tiny_gpt2")
@@ -30,10 +30,9 @@ CELLS = (
     + [("vip", backbone, head) for backbone in (*FAMILIES, "tiny_roberta") for head in PROMPT_HEADS]
 )
 CLASS_METHODS = ("coop", "cocoop", "kgcoop", "dept_coop", "dept_cocoop", "dept_kgcoop")
-CLASS_CELLS = (
-    [(method, "tiny_clip", "itm") for method in CLASS_METHODS]
-    + [(method, "minilm_dual", "itm") for method in ("coop", "cocoop", "kgcoop", "dept_coop")]
-)
+CLASS_CELLS = [(method, "tiny_clip", "itm") for method in CLASS_METHODS] + [
+    (method, "minilm_dual", "itm") for method in ("coop", "cocoop", "kgcoop", "dept_coop")
+]
 CLASS_DATASETS = {"tiny_clip": "synthetic_images", "minilm_dual": "synthetic"}
 # A constant rate over the few steps (Dassl's warm-up epoch would hold 1e-5), 4 inputs a batch for
 # CoCoOp too; MiniLM is slow on two CPU cores and its loss falls within a few steps.
@@ -45,36 +44,16 @@ TRAIN_OVERRIDES = {
     "fine_tuning": ["method.optimizer.lr=1e-3", "method.head_lr=1e-2"],
     "linear_probe": ["method.optimizer.lr=0.05"],
     # codes matched to the tiny embeddings' norm (~0.2; the official 100 suits T5), 8 prompt tokens
-    "vip": ["method/optimizer=adamw", "method.optimizer.lr=0.05", "method.head_lr=0.01", "method.module.module_lr=1e-3",
-            "method.module.code_norm=null", "method.module.n_tokens=8"],
+    "vip": [
+        "method/optimizer=adamw",
+        "method.optimizer.lr=0.05",
+        "method.head_lr=0.01",
+        "method.module.module_lr=1e-3",
+        "method.module.code_norm=null",
+        "method.module.n_tokens=8",
+    ],
 }
 TRAIN_STEPS = 80
-
-
-class LossHistory(pl.Callback):
-    def __init__(self) -> None:
-        self.losses: list[float] = []
-
-    def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx) -> None:
-        self.losses.append(float(outputs["loss"]))
-
-
-def snapshot(module: torch.nn.Module) -> dict[str, torch.Tensor]:
-    return {name: p.detach().clone() for name, p in module.named_parameters()}
-
-
-def changed(before: dict[str, torch.Tensor], module: torch.nn.Module) -> set[str]:
-    return {name for name, p in module.named_parameters() if not torch.equal(before[name], p.detach())}
-
-
-def train(experiment, steps: int) -> LossHistory:
-    history = LossHistory()
-    trainer = pl.Trainer(
-        max_steps=steps, max_epochs=-1, logger=False, enable_checkpointing=False, limit_val_batches=0,
-        enable_progress_bar=False, enable_model_summary=False, callbacks=[history], accelerator="cpu",
-    )
-    trainer.fit(experiment.module, datamodule=experiment.datamodule)
-    return history
 
 
 def overrides_of(method: str, backbone: str, head: str) -> tuple[list[str], int]:

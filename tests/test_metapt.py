@@ -37,9 +37,16 @@ from prompt_bench.run import run_experiment
 ROOT = Path(__file__).resolve().parents[1]
 # A few meta-steps on the synthetic pool (256 texts): 3 clusters, 2 tasks a step, 4 + 4 examples each.
 TINY_PRETRAIN = [
-    "dataset=synthetic", "logger=none", "trainer=debug", "method.module.n_tokens=4",
-    "method.pretrain.corpus=synthetic", "method.pretrain.num_clusters=3", "method.pretrain.m=4",
-    "method.pretrain.tasks_per_step=2", "method.pretrain.meta_steps=3", "method.pretrain.log_every=0",
+    "dataset=synthetic",
+    "logger=none",
+    "trainer=debug",
+    "method.module.n_tokens=4",
+    "method.pretrain.corpus=synthetic",
+    "method.pretrain.num_clusters=3",
+    "method.pretrain.m=4",
+    "method.pretrain.tasks_per_step=2",
+    "method.pretrain.meta_steps=3",
+    "method.pretrain.log_every=0",
 ]
 # One family each, and between them every option that changes the maker's path.
 FAMILY_CELLS = {
@@ -52,14 +59,24 @@ FAMILY_CELLS = {
 
 def artefact_dirs(cache_dir: Path) -> list[Path]:
     root = cache_dir / "artefacts" / "meta_init"
-    return sorted(path for path in root.iterdir() if path.is_dir() and not path.name.startswith(".")) if root.exists() else []
+    return (
+        sorted(path for path in root.iterdir() if path.is_dir() and not path.name.startswith("."))
+        if root.exists()
+        else []
+    )
 
 
 @pytest.mark.parametrize("backbone", sorted(FAMILY_CELLS))
 def test_end_to_end_per_family(make_config, tmp_path, backbone):
     method, extra = FAMILY_CELLS[backbone]
-    cfg = make_config(f"method={method}", f"backbone={backbone}", *TINY_PRETRAIN, *extra,
-                      "method/optimizer=adamw", "method.optimizer.lr=0.05")
+    cfg = make_config(
+        f"method={method}",
+        f"backbone={backbone}",
+        *TINY_PRETRAIN,
+        *extra,
+        "method/optimizer=adamw",
+        "method.optimizer.lr=0.05",
+    )
     untouched = instantiate(cfg.backbone)  # the same preset and seed: the weights before any meta-training
 
     experiment = build_experiment(cfg)
@@ -84,8 +101,16 @@ def test_end_to_end_per_family(make_config, tmp_path, backbone):
         assert (init_dir / pretrain.HEADS_FILE).exists()
 
     backbone_before = {k: v.clone() for k, v in module.backbone.state_dict().items()}
-    trainer = pl.Trainer(max_steps=3, max_epochs=-1, logger=False, enable_checkpointing=False, limit_val_batches=0,
-                         enable_progress_bar=False, enable_model_summary=False, accelerator="cpu")
+    trainer = pl.Trainer(
+        max_steps=3,
+        max_epochs=-1,
+        logger=False,
+        enable_checkpointing=False,
+        limit_val_batches=0,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        accelerator="cpu",
+    )
     trainer.fit(module, datamodule=experiment.datamodule)
     assert not torch.equal(module.method.prompt_embeddings.detach().cpu(), init_prompt), "prompt did not train"
     assert all(torch.equal(v, module.backbone.state_dict()[k]) for k, v in backbone_before.items())
@@ -126,9 +151,17 @@ def test_two_processes_make_one_artefact(tmp_path):
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     processes = [
         subprocess.Popen(
-            [sys.executable, "-c", MAKER.format(tests=str(ROOT / "tests"), overrides=overrides,
-                                                run_dir=str(tmp_path / f"run{i}"), cache=str(cache))],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+            [
+                sys.executable,
+                "-c",
+                MAKER.format(
+                    tests=str(ROOT / "tests"), overrides=overrides, run_dir=str(tmp_path / f"run{i}"), cache=str(cache)
+                ),
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=env,
         )
         for i in range(2)
     ]
@@ -147,15 +180,25 @@ def test_key_names_what_makes_the_init_and_not_the_run_seed(make_config):
     base = spec()
     assert spec("seed=21") == base  # the downstream seeds share one init
     assert spec("dataset.split_seed=5") == base
-    for change in ("method.pretrain.corpus=bbc_news", "method.pretrain.num_clusters=4", "method.pretrain.order=second",
-                   "method.pretrain.formats=[next_sentence]", "method.pretrain.meta_steps=4",
-                   "method.pretrain.clustering=lda", "backbone=tiny_t5", "method.module.n_tokens=5",
-                   "method.pretrain.mode=multitask", "method.pretrain.algorithm=reptile"):
+    for change in (
+        "method.pretrain.corpus=bbc_news",
+        "method.pretrain.num_clusters=4",
+        "method.pretrain.order=second",
+        "method.pretrain.formats=[next_sentence]",
+        "method.pretrain.meta_steps=4",
+        "method.pretrain.clustering=lda",
+        "backbone=tiny_t5",
+        "method.module.n_tokens=5",
+        "method.pretrain.mode=multitask",
+        "method.pretrain.algorithm=reptile",
+    ):
         assert spec(change) != base, change
 
 
 def test_exclude_domain_target_drops_the_target_tweets(make_config):
-    cfg = make_config("method=metapt", "backbone=tiny_bert", "dataset=tweets_airline", "method.pretrain.max_examples=null")
+    cfg = make_config(
+        "method=metapt", "backbone=tiny_bert", "dataset=tweets_airline", "method.pretrain.max_examples=null"
+    )
     config = pretrain_config(cfg)
     assert config.corpus == "tweets_all" and config.exclude_domain == "airline"
     texts, _, names = load_corpus(config)
@@ -169,9 +212,13 @@ def test_exclude_domain_target_drops_the_target_tweets(make_config):
 
 @pytest.mark.parametrize(
     ("override", "words"),
-    [("method.pretrain.mode=maml", "mode"), ("method.pretrain.order=third", "order"),
-     ("method.pretrain.corpus=nope", "conf/dataset"), ("method.pretrain.num_clusters=1", "num_clusters"),
-     ("method.pretrain.exclude_domain=boats", "tweet domain")],
+    [
+        ("method.pretrain.mode=maml", "mode"),
+        ("method.pretrain.order=third", "order"),
+        ("method.pretrain.corpus=nope", "conf/dataset"),
+        ("method.pretrain.num_clusters=1", "num_clusters"),
+        ("method.pretrain.exclude_domain=boats", "tweet domain"),
+    ],
 )
 def test_bad_pretrain_settings_are_sentences(make_config, override, words):
     with pytest.raises(ConfigError, match=words):

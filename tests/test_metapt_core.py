@@ -150,9 +150,7 @@ def test_next_sentence_follows_ppt_yes_maybe_no():
             else:
                 assert doc_a != doc_b
     assert min(counts) > 0
-    cluster_only = build_auxiliary_tasks(
-        documents, [0, 0, 0, 1, 1, 1], TaskConfig(seed=1, negatives_from="cluster")
-    )
+    cluster_only = build_auxiliary_tasks(documents, [0, 0, 0, 1, 1, 1], TaskConfig(seed=1, negatives_from="cluster"))
     for task in cluster_only:
         for (first, second), label in task.examples:
             if label == 2:
@@ -195,9 +193,7 @@ def test_pseudo_label_uses_cluster_ids_as_labels():
 
 
 def test_episodes_are_disjoint_and_deterministic():
-    task = AuxiliaryTask(
-        "t", [Example(f"x{i}", i % 3) for i in range(40)], ("a", "b", "c"), "labels"
-    )
+    task = AuxiliaryTask("t", [Example(f"x{i}", i % 3) for i in range(40)], ("a", "b", "c"), "labels")
     for seed in range(5):
         episode = sample_episode(task, 8, seed)
         assert len(episode.support) == len(episode.query) == 8
@@ -210,9 +206,7 @@ def test_episodes_are_disjoint_and_deterministic():
     tasks = [AuxiliaryTask(f"t{k}", task.examples, task.label_names, "labels") for k in range(5)]
     episodes = sample_episodes(tasks, 3, 4, 11)
     assert len({e.task.name for e in episodes}) == 3
-    assert [e.task.name for e in sample_episodes(tasks, 3, 4, 11)] == [
-        e.task.name for e in episodes
-    ]
+    assert [e.task.name for e in sample_episodes(tasks, 3, 4, 11)] == [e.task.name for e in episodes]
     with pytest.raises(ValueError, match="tasks_per_step"):
         sample_episodes(tasks, 6, 4, 11)
     assert split_sentences("One. Two!  Three? four") == ["One.", "Two!", "Three?", "four"]
@@ -249,9 +243,7 @@ def tiny_batches(tasks: int, dtype=torch.float64, seed: int = 2):
     generator = torch.Generator().manual_seed(seed)
 
     def batch():
-        return torch.randn(5, 3, 4, generator=generator, dtype=dtype), torch.randint(
-            0, 3, (5,), generator=generator
-        )
+        return torch.randn(5, 3, 4, generator=generator, dtype=dtype), torch.randint(0, 3, (5,), generator=generator)
 
     return [(batch(), batch()) for _ in range(tasks)]
 
@@ -310,9 +302,7 @@ def test_second_order_meta_gradient_equals_finite_differences():
                 shifted.append(meta_objective(moved, batches, model.loss, 0.5, 2))
             numeric[index] = (shifted[0] - shifted[1]) / (2 * epsilon)
         torch.testing.assert_close(grads[name], numeric, rtol=1e-6, atol=1e-8)
-    first = meta_step(
-        params, batches, model.loss, PromptMAMLConfig(order="first", inner_steps=2, inner_lr=0.5)
-    )
+    first = meta_step(params, batches, model.loss, PromptMAMLConfig(order="first", inner_steps=2, inner_lr=0.5))
     assert not torch.allclose(first["prompt"], grads["prompt"], atol=1e-6)  # the terms matter
 
 
@@ -361,9 +351,7 @@ def test_first_and_second_order_equal_hand_formulas():
         hand_second += (torch.eye(3, dtype=torch.float64) - alpha * hessian) @ query_gradient
     torch.testing.assert_close(first["prompt"], hand_first, rtol=1e-12, atol=1e-12)
     torch.testing.assert_close(second["prompt"], hand_second, rtol=1e-12, atol=1e-12)
-    mean = meta_step(
-        {"prompt": prompt}, tasks, least_squares, PromptMAMLConfig(order="first", inner_lr=alpha)
-    )
+    mean = meta_step({"prompt": prompt}, tasks, least_squares, PromptMAMLConfig(order="first", inner_lr=alpha))
     torch.testing.assert_close(mean["prompt"], hand_first / 3, rtol=1e-12, atol=1e-12)
 
 
@@ -371,9 +359,7 @@ def test_reptile_update_equals_hand_formula():
     prompt = torch.randn(3, 2, generator=torch.Generator().manual_seed(6), dtype=torch.float64)
     tasks, alpha, beta, steps = regression_tasks(2), 0.2, 0.5, 3
     for use_query in (False, True):
-        config = PromptMAMLConfig(
-            algorithm="reptile", inner_lr=alpha, inner_steps=steps, reptile_query=use_query
-        )
+        config = PromptMAMLConfig(algorithm="reptile", inner_lr=alpha, inner_steps=steps, reptile_query=use_query)
         params = {"prompt": prompt.clone()}
         outer_update(params, meta_step(params, tasks, least_squares, config), outer_lr=beta)
         adapted_mean = torch.zeros_like(prompt)
@@ -384,9 +370,7 @@ def test_reptile_update_equals_hand_formula():
                     adapted = adapted - alpha * hand_gradient(adapted, batch)
             adapted_mean += adapted / len(tasks)
         # Reptile: P <- P + beta * mean_i (P_i' - P)
-        torch.testing.assert_close(
-            params["prompt"], prompt + beta * (adapted_mean - prompt), rtol=1e-12, atol=1e-12
-        )
+        torch.testing.assert_close(params["prompt"], prompt + beta * (adapted_mean - prompt), rtol=1e-12, atol=1e-12)
 
 
 def test_inner_loop_and_outer_update_by_hand():
@@ -442,12 +426,8 @@ def test_meta_train_and_ppt_baseline_lower_the_query_loss():
             "prompt": torch.zeros(4, dtype=torch.float64),
             "head": torch.zeros(2, 4, dtype=torch.float64),
         }
-        config = PromptMAMLConfig(
-            order="first", m=8, tasks_per_step=2, meta_steps=40, inner_lr=0.5, outer_lr=0.5
-        )
-        history = meta_train(
-            params, tasks, loss_fn, collate, config, generator=0, baseline=baseline
-        )
+        config = PromptMAMLConfig(order="first", m=8, tasks_per_step=2, meta_steps=40, inner_lr=0.5, outer_lr=0.5)
+        history = meta_train(params, tasks, loss_fn, collate, config, generator=0, baseline=baseline)
         key = "loss" if baseline else "query_loss"
         early = np.mean([h[key] for h in history[:5]])
         late = np.mean([h[key] for h in history[-5:]])

@@ -46,14 +46,29 @@ def test_student_starts_fresh_and_teacher_never_changes(make_config, cache_dir):
 
     student_start = method.prompt_tensors()["prefix_embeddings"].clone()
     assert not torch.equal(student_start, load_file(str(teacher_prompt))["prefix_embeddings"])
-    fresh = build_experiment(make_config(*TINY, "method.module._target_=prompt_bench.methods.prompt_tuning.PromptTuning",
-                                         "~method.module.beta", "~method.module.kd_loss", "~method.module.temperature",
-                                         "~method.module.mse_batch_average", "~method.module.adaptive_kd"))
+    fresh = build_experiment(
+        make_config(
+            *TINY,
+            "method.module._target_=prompt_bench.methods.prompt_tuning.PromptTuning",
+            "~method.module.beta",
+            "~method.module.kd_loss",
+            "~method.module.temperature",
+            "~method.module.mse_batch_average",
+            "~method.module.adaptive_kd",
+        )
+    )
     assert torch.equal(student_start, fresh.method.prompt_tensors()["prefix_embeddings"])
 
     experiment.datamodule.setup("fit")
-    trainer = pl.Trainer(max_steps=4, logger=False, enable_checkpointing=False, limit_val_batches=0,
-                         enable_progress_bar=False, enable_model_summary=False, accelerator="cpu")
+    trainer = pl.Trainer(
+        max_steps=4,
+        logger=False,
+        enable_checkpointing=False,
+        limit_val_batches=0,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        accelerator="cpu",
+    )
     trainer.fit(experiment.module, datamodule=experiment.datamodule)
     assert not torch.equal(method.prompt_tensors()["prefix_embeddings"], student_start)  # the student trained
     assert torch.equal(method.teacher_logits, teacher_logits)  # the teacher did not
@@ -71,8 +86,9 @@ def test_kd_term_is_in_the_loss(make_config):
 
 
 def test_panda_without_a_pair_names_the_missing_teacher(make_config):
-    record = run_experiment(make_config("method=panda", "dataset=synthetic", "backbone=tiny_bert", "trainer=debug",
-                                        "logger=none"))
+    record = run_experiment(
+        make_config("method=panda", "dataset=synthetic", "backbone=tiny_bert", "trainer=debug", "logger=none")
+    )
     assert record["status"] == "failed" and "PoT teacher" in record["error"]
 
 

@@ -19,8 +19,9 @@ def test_minilm_bbc_16_shot_beats_zero_shot(make_config):
 
 
 def test_minilm_tweets_airline_beats_chance(make_config):
-    record = run_experiment(make_config("backbone=minilm", "dataset=tweets_airline", "logger=none",
-                                        "dataset.max_test_examples=1000"))
+    record = run_experiment(
+        make_config("backbone=minilm", "dataset=tweets_airline", "logger=none", "dataset.max_test_examples=1000")
+    )
     assert record["status"] == "ok", record.get("error")
     metrics = record["metrics"]
     assert metrics["primary_metric"] == "f1"

@@ -13,66 +13,9 @@ import pytest
 from PIL import Image
 
 from prompt_bench.report import chance_level, load_records, main, summarize, write_report
+from tests.helpers.records import write_record
 
-BACKBONE_SIZES = {"minilm": 22.7, "mpnet": 109.5}
 GROUP = ["method", "backbone", "dataset"]
-
-
-def write_record(
-    root: Path, sweep: str, method: str, backbone: str, dataset: str, seed: int,
-    status: str = "ok", score: float | None = None, primary: str = "acc", train_seconds: float = 100.0,
-    run_key: str | None = None, started_at: str = "2025-01-01T12:00:00",
-) -> Path:
-    """A record.json shaped like prompt_bench.run writes it, in <root>/<sweep>/<run>/."""
-    run_dir = root / sweep / f"{method}_{backbone}_{dataset}_s{seed}_{status}"
-    record = {
-        "run_key": run_key or f"{method}-{backbone}-{dataset}-{seed}",
-        "status": status,
-        "run_dir": str(run_dir),
-        "started_at": started_at,
-        "config": {
-            "seed": seed,
-            "method": {"name": method},
-            "backbone": {"name": backbone, "params_m": BACKBONE_SIZES[backbone]},
-            "dataset": {"name": dataset, "k_shot": 16},
-            "head": {"name": "auto"},
-        },
-        "slurm_job_id": None,
-    }
-    if status == "ok":
-        other = "f1" if primary == "acc" else "acc"
-        record["metrics"] = {
-            f"test/{primary}": score, f"test/{other}": 0.5, "test/primary": score, "primary_metric": primary,
-            f"zero_shot/{primary}": 0.7, f"zero_shot/{other}": 0.1,
-        }
-        record["efficiency"] = {"trainable_params": 7680, "train_seconds": train_seconds}
-    if status == "failed":
-        record["error"] = "RuntimeError: CUDA out of memory\nTraceback line two"
-    run_dir.mkdir(parents=True)
-    (run_dir / "record.json").write_text(json.dumps(record))
-    return run_dir
-
-
-@pytest.fixture
-def sweep_root(tmp_path: Path) -> Path:
-    """Two sweeps, seeds {13, 21, 42}.
-
-    s1: prompt_tuning/minilm/bbc 3 seeds (0.80 0.85 0.90); prompt_tuning/mpnet/bbc lacks seed 42;
-        fine_tuning/minilm/bbc: 0.95, one collapsed at chance (0.20 = 1/5), seed 42 failed.
-    s2: prompt_tuning/minilm/tweets_airline (macro-F1 primary): 0.60 0.62, seed 42 still running.
-    """
-    root = tmp_path / "outputs"
-    for seed, score, seconds in ((13, 0.80, 100.0), (21, 0.85, 200.0), (42, 0.90, 300.0)):
-        write_record(root, "s1", "prompt_tuning", "minilm", "bbc_news", seed, score=score, train_seconds=seconds)
-    for seed, score in ((13, 0.90), (21, 0.92)):
-        write_record(root, "s1", "prompt_tuning", "mpnet", "bbc_news", seed, score=score)
-    write_record(root, "s1", "fine_tuning", "minilm", "bbc_news", 13, score=0.95)
-    write_record(root, "s1", "fine_tuning", "minilm", "bbc_news", 21, score=0.20)
-    write_record(root, "s1", "fine_tuning", "minilm", "bbc_news", 42, status="failed")
-    for seed, score in ((13, 0.60), (21, 0.62)):
-        write_record(root, "s2", "prompt_tuning", "minilm", "tweets_airline", seed, score=score, primary="f1")
-    write_record(root, "s2", "prompt_tuning", "minilm", "tweets_airline", 42, status="running")
-    return root
 
 
 def by_group(summary: pd.DataFrame) -> dict[tuple, dict]:
@@ -188,7 +131,11 @@ def test_cli_writes_report(sweep_root: Path, tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
     assert "prompt_tuning" in result.stdout and "85.0 ± 5.0" in result.stdout
     assert {path.name for path in out.iterdir()} == {
-        "report.md", "report.csv", "report.tex", "scaling.png", "heatmap.png"
+        "report.md",
+        "report.csv",
+        "report.tex",
+        "scaling.png",
+        "heatmap.png",
     }
 
 

@@ -36,10 +36,16 @@ def write_record(
     """A record.json shaped like prompt_bench.run writes it, in <sweep>/<name>/."""
     source = transfer.split("_to_")[0] if transfer else None
     record = {
-        "run_key": name, "status": "ok", "run_dir": str(sweep / name), "started_at": "2025-01-01T12:00:00",
+        "run_key": name,
+        "status": "ok",
+        "run_dir": str(sweep / name),
+        "started_at": "2025-01-01T12:00:00",
         "config": {
-            "seed": seed, "method": {"name": method}, "backbone": {"name": "tiny_bert"},
-            "dataset": {"name": dataset, "k_shot": 16}, "head": {"name": "auto"},
+            "seed": seed,
+            "method": {"name": method},
+            "backbone": {"name": "tiny_bert"},
+            "dataset": {"name": dataset, "k_shot": 16},
+            "head": {"name": "auto"},
             "transfer": {"name": transfer, "source": {"name": source}} if transfer else None,
         },
         "metrics": {"primary_metric": "acc", **metrics},
@@ -61,9 +67,21 @@ def test_report_cli_runs_over_records_without_torch(tmp_path: Path):
         write_record(sweep, f"pt_cars_{seed}", "prompt_tuning", "tweets_cars", seed, scores)
         gained = {name: value + 0.1 for name, value in scores.items()}
         write_record(sweep, f"spot_cars_{seed}", "spot", "tweets_cars", seed, gained, transfer="tweets_airline_to_cars")
-    write_record(sweep, "coop_b2n", "coop", "fashion_mnist", 13,
-                 {"test/base_acc": 0.9, "test/new_acc": 0.6, "test/hmean": 0.72, "test/primary": 0.72,
-                  "zero_shot/base_acc": 0.8, "zero_shot/new_acc": 0.7})
+    write_record(
+        sweep,
+        "coop_b2n",
+        "coop",
+        "fashion_mnist",
+        13,
+        {
+            "test/base_acc": 0.9,
+            "test/new_acc": 0.6,
+            "test/hmean": 0.72,
+            "test/primary": 0.72,
+            "zero_shot/base_acc": 0.8,
+            "zero_shot/new_acc": 0.7,
+        },
+    )
     result = python("-m", "prompt_bench.report", str(sweep), blocked_torch=torch_blocker(tmp_path / "blocked"))
     assert result.returncode == 0, result.stderr[-3000:]
     assert "torch was imported" not in result.stderr

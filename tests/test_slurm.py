@@ -19,7 +19,7 @@ import pytest
 from hydra import compose, initialize_config_dir
 from hydra.core.override_parser.overrides_parser import OverridesParser
 
-from prompt_bench.launchers import slurm_unavailable_message
+from prompt_bench.hydra_callbacks import slurm_unavailable_message
 from tests.conftest import CONF_DIR
 
 REPO_ROOT = CONF_DIR.parent
@@ -44,11 +44,15 @@ def cluster_is_up() -> bool:
 def slurm_cluster():
     """A running local cluster; stopped afterwards only if this fixture started it."""
     if os.geteuid() != 0:
-        pytest.skip("the local SLURM cluster needs root (scripts/slurm_local_cluster.sh installs packages and starts daemons)")
+        pytest.skip(
+            "the local SLURM cluster needs root (scripts/slurm_local_cluster.sh installs packages and starts daemons)"
+        )
     if shutil.which("slurmctld") is None and shutil.which("apt-get") is None:
         pytest.skip("SLURM is not installed and apt-get is not available to install it")
     if SLURM_CONF.exists() and OUR_CONF_MARK not in SLURM_CONF.read_text():
-        pytest.skip(f"{SLURM_CONF} was not written by scripts/slurm_local_cluster.sh; not replacing a real cluster's config")
+        pytest.skip(
+            f"{SLURM_CONF} was not written by scripts/slurm_local_cluster.sh; not replacing a real cluster's config"
+        )
     was_up = cluster_is_up()
     start = subprocess.run(["bash", str(CLUSTER_SCRIPT), "start"], capture_output=True, text=True, timeout=600)
     if start.returncode != 0:
@@ -77,7 +81,11 @@ def run_sweep(root: Path, cache: Path, *overrides: str, path: str | None = None)
     try:
         return subprocess.run(
             [str(PROMPT_BENCH), "-m", *overrides],
-            capture_output=True, text=True, env=env, cwd=root, timeout=SWEEP_TIMEOUT_S,
+            capture_output=True,
+            text=True,
+            env=env,
+            cwd=root,
+            timeout=SWEEP_TIMEOUT_S,
         )
     except subprocess.TimeoutExpired:
         cancel_submitted_jobs(root)
@@ -93,7 +101,8 @@ def cancel_submitted_jobs(root: Path) -> None:
 
 def path_without_sbatch() -> str:
     return os.pathsep.join(
-        entry for entry in os.environ.get("PATH", "").split(os.pathsep)
+        entry
+        for entry in os.environ.get("PATH", "").split(os.pathsep)
         if entry and not os.access(os.path.join(entry, "sbatch"), os.X_OK)
     )
 
@@ -104,8 +113,13 @@ def test_launcher_presets_compose(preset, partition, gpus):
         cfg = compose(config_name="config", overrides=[f"hydra/launcher={preset}"], return_hydra_config=True)
     launcher = cfg.hydra.launcher
     assert launcher._target_.endswith("submitit_launcher.SlurmLauncher")
-    assert (launcher.partition, launcher.gpus_per_node, launcher.nodes, launcher.tasks_per_node) == (partition, gpus, 1, 1)
-    assert cfg.hydra.callbacks.require_sbatch._target_ == "prompt_bench.launchers.RequireSbatch"
+    assert (launcher.partition, launcher.gpus_per_node, launcher.nodes, launcher.tasks_per_node) == (
+        partition,
+        gpus,
+        1,
+        1,
+    )
+    assert cfg.hydra.callbacks.require_sbatch._target_ == "prompt_bench.hydra_callbacks.RequireSbatch"
 
 
 def test_smoke_sweep_runs_through_sbatch(slurm_cluster, tmp_path, cache_dir):

@@ -11,11 +11,14 @@ import sys
 import time
 from pathlib import Path
 
-from tests.test_cli import run_cli
+from tests.helpers.cli import run_cli
 
 
 def record_hashes(sweep_dir: Path) -> dict[str, str]:
-    return {str(p.relative_to(sweep_dir)): hashlib.sha256(p.read_bytes()).hexdigest() for p in sweep_dir.rglob("record.json")}
+    return {
+        str(p.relative_to(sweep_dir)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sweep_dir.rglob("record.json")
+    }
 
 
 def records(sweep_dir: Path) -> list[dict]:
@@ -39,8 +42,15 @@ def test_smoke_sweep_then_relaunch_does_no_work(tmp_path, cache_dir):
 
 
 def test_failing_cell_is_recorded_the_sweep_goes_on_and_exits_nonzero_with_a_tally(tmp_path, cache_dir):
-    overrides = ("-m", "trainer=debug", "logger=none", "backbone=tiny_bert", "dataset=synthetic",
-                 "dataset.k_shot=1000,4", "sweep_name=mixed")
+    overrides = (
+        "-m",
+        "trainer=debug",
+        "logger=none",
+        "backbone=tiny_bert",
+        "dataset=synthetic",
+        "dataset.k_shot=1000,4",
+        "sweep_name=mixed",
+    )
     result = run_cli(*overrides, root=tmp_path, cache=cache_dir)
     assert result.returncode == 1, result.stderr[-3000:]
     by_k = {r["config"]["dataset"]["k_shot"]: r for r in records(tmp_path / "outputs" / "sweeps" / "mixed")}
@@ -56,14 +66,23 @@ def test_failing_cell_is_recorded_the_sweep_goes_on_and_exits_nonzero_with_a_tal
 
 def test_sigkill_mid_training_then_relaunch_resumes_keeping_everything(tmp_path, cache_dir):
     overrides = [
-        "-m", "logger=csv", "+logger.csv.flush_logs_every_n_steps=1", "backbone=tiny_bert", "dataset=synthetic", "trainer.max_epochs=60",
-        "seed=13,21", "sweep_name=killed",
+        "-m",
+        "logger=csv",
+        "+logger.csv.flush_logs_every_n_steps=1",
+        "backbone=tiny_bert",
+        "dataset=synthetic",
+        "trainer.max_epochs=60",
+        "seed=13,21",
+        "sweep_name=killed",
     ]
     env = {**os.environ, "PROMPT_BENCH_ROOT": str(tmp_path), "PROMPT_BENCH_CACHE": str(cache_dir)}
     sweep_dir = tmp_path / "outputs" / "sweeps" / "killed"
     process = subprocess.Popen(
-        [sys.executable, "-m", "prompt_bench.run", *overrides], cwd=tmp_path, env=env,
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        [sys.executable, "-m", "prompt_bench.run", *overrides],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     second_last = sweep_dir / "1_prompt_tuning_tiny_bert_synthetic_s21" / "checkpoints" / "last.ckpt"
     deadline = time.time() + 240
@@ -96,7 +115,9 @@ def test_sigkill_mid_training_then_relaunch_resumes_keeping_everything(tmp_path,
     assert min(steps) <= resumed["resumed_from_step"] < max(steps)  # pre-kill history kept, post-resume appended
     import torch
 
-    assert torch.load(second_last, weights_only=False)["global_step"] == 60 * 8  # 16 shots x 4 classes / batch 8 = 8 steps an epoch, 60 epochs
+    assert (
+        torch.load(second_last, weights_only=False)["global_step"] == 60 * 8
+    )  # 16 shots x 4 classes / batch 8 = 8 steps an epoch, 60 epochs
 
 
 def test_unknown_preset_fails_before_any_job_with_the_options(tmp_path, cache_dir):
@@ -107,8 +128,14 @@ def test_unknown_preset_fails_before_any_job_with_the_options(tmp_path, cache_di
 
 
 def test_unknown_launcher_key_fails_before_any_job(tmp_path, cache_dir):
-    result = run_cli("-m", "experiment=smoke", "hydra/launcher=slurm_cpu", "hydra.launcher.partitoin=gpu",
-                     root=tmp_path, cache=cache_dir)
+    result = run_cli(
+        "-m",
+        "experiment=smoke",
+        "hydra/launcher=slurm_cpu",
+        "hydra.launcher.partitoin=gpu",
+        root=tmp_path,
+        cache=cache_dir,
+    )
     assert result.returncode != 0
     assert "partitoin" in result.stderr
     assert not (tmp_path / "outputs").exists()
@@ -155,12 +182,31 @@ def test_corrupt_checkpoint_is_moved_aside_and_the_run_starts_from_scratch(make_
 
 
 def test_two_identical_sweeps_at_once_train_each_run_once(tmp_path, cache_dir):
-    overrides = ["-m", "logger=csv", "backbone=tiny_bert", "dataset=synthetic", "trainer=debug",
-                 "trainer.max_epochs=3", "seed=13,21,42,87", "sweep_name=twins"]
-    env = {**os.environ, "PROMPT_BENCH_ROOT": str(tmp_path), "PROMPT_BENCH_CACHE": str(cache_dir), "WANDB_MODE": "offline"}
+    overrides = [
+        "-m",
+        "logger=csv",
+        "backbone=tiny_bert",
+        "dataset=synthetic",
+        "trainer=debug",
+        "trainer.max_epochs=3",
+        "seed=13,21,42,87",
+        "sweep_name=twins",
+    ]
+    env = {
+        **os.environ,
+        "PROMPT_BENCH_ROOT": str(tmp_path),
+        "PROMPT_BENCH_CACHE": str(cache_dir),
+        "WANDB_MODE": "offline",
+    }
     launchers = [
-        subprocess.Popen([sys.executable, "-m", "prompt_bench.run", *overrides], cwd=tmp_path, env=env,
-                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        subprocess.Popen(
+            [sys.executable, "-m", "prompt_bench.run", *overrides],
+            cwd=tmp_path,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
         for _ in range(2)
     ]
     outputs = [launcher.communicate(timeout=300)[0] for launcher in launchers]
@@ -190,10 +236,7 @@ def test_stale_owner_on_this_host_is_taken_over(tmp_path):
             assert not second
 
 
-from tests.test_report import sweep_root  # noqa: F401 - the report tests' records, reused
-
-
-def test_report_tables_count_a_corrupt_record_in_its_sweep(sweep_root, tmp_path):  # noqa: F811
+def test_report_tables_count_a_corrupt_record_in_its_sweep(sweep_root, tmp_path):
     from prompt_bench.report.cli import main as report_main
 
     bad = sweep_root / "s1" / "zz_corrupt_run"

@@ -61,15 +61,18 @@ def test_spot_without_a_pair_says_so(make_config, tmp_path):
 
 
 def test_same_source_and_target_fails_before_training(make_config):
-    record = run_experiment(make_config("method=spot", "transfer=tweets_airline_to_cars", "dataset=tweets_airline", *TINY))
+    record = run_experiment(
+        make_config("method=spot", "transfer=tweets_airline_to_cars", "dataset=tweets_airline", *TINY)
+    )
     assert record["status"] == "failed" and "same source and target task" in record["error"]
 
 
 def test_prompt_of_another_backbone_is_a_shape_error(make_config, tmp_path):
     wrong = tmp_path / "minilm_prompt.safetensors"
     save_file({"prompt_embeddings": torch.zeros(20, 384)}, str(wrong))  # MiniLM's width, not tiny_bert's 64
-    record = run_experiment(make_config("method.module.init=file", f"method.module.init_file={wrong}",
-                                        "dataset=synthetic", *TINY))
+    record = run_experiment(
+        make_config("method.module.init=file", f"method.module.init_file={wrong}", "dataset=synthetic", *TINY)
+    )
     assert record["status"] == "failed"
     assert "(20, 64)" in record["error"] and "'prompt_embeddings': (20, 384)" in record["error"]
 

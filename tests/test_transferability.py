@@ -12,8 +12,8 @@ from torch.nn import functional as F
 
 from prompt_bench.methods.base import MethodContext
 from prompt_bench.methods.prompt_tuning import PromptTuning
-from prompt_bench.report.transfer import metric_correlations, transfer_gains
 from prompt_bench.report.load import load_records
+from prompt_bench.report.transfer import metric_correlations, transfer_gains
 from prompt_bench.transfer.metrics import (
     eavg_similarity,
     neuron_overlap,
@@ -23,8 +23,8 @@ from prompt_bench.transfer.metrics import (
     stimulation_similarity,
     token_average_similarity,
 )
-from tests.test_cli import run_cli
-from tests.test_deep_prompts import ADAPTER_CASES, encoded, make_adapter
+from tests.helpers.adapters import ADAPTER_CASES, encoded, make_adapter
+from tests.helpers.cli import run_cli
 
 
 def prompt_on(adapter, seed: int, depth: str = "input") -> PromptTuning:
@@ -68,7 +68,9 @@ def test_stimulation_reads_every_layers_ffn_and_depends_on_the_prompt(case, cach
     adapter = make_adapter(case, cache_dir)
     projections = adapter.ffn_down_projections()
     assert len(projections) == adapter.prefix_geometry.n_layers
-    widths = [module.weight.shape[0] if type(module).__name__ == "Conv1D" else module.in_features for module in projections]
+    widths = [
+        module.weight.shape[0] if type(module).__name__ == "Conv1D" else module.in_features for module in projections
+    ]
     first, second = prompt_on(adapter, seed=1), prompt_on(adapter, seed=2)
     vector = stimulation(adapter, first, batches_of(adapter))
     assert vector.shape == (sum(widths),)
@@ -86,8 +88,10 @@ def test_deep_prompts_stimulate_from_the_first_input_token(cache_dir):
     first, second = prompt_on(adapter, seed=1, depth="deep"), prompt_on(adapter, seed=2, depth="deep")
     assert prompt_vectors(first).shape == (4, 2 * 2 * 64)
     metrics = pair_metrics(
-        prompt_vectors(first), prompt_vectors(first),
-        stimulation(adapter, first, batches_of(adapter)), stimulation(adapter, first, batches_of(adapter)),
+        prompt_vectors(first),
+        prompt_vectors(first),
+        stimulation(adapter, first, batches_of(adapter)),
+        stimulation(adapter, first, batches_of(adapter)),
     )
     assert metrics["e_avg"] == pytest.approx(1.0, abs=1e-6)
     assert metrics["mss"] == pytest.approx(1.0, abs=1e-6)
@@ -98,16 +102,33 @@ def test_deep_prompts_stimulate_from_the_first_input_token(cache_dir):
 
 def test_gains_and_correlations_from_a_records_frame():
     rows = []
+
     def record(method, target, score, source=None, seed=13):
         transfer = {"name": f"{source}_to_{target}", "source": {"name": source}} if source else None
-        rows.append({"run_key": f"{method}{source}{target}{seed}", "status": "ok",
-                     "config": {"method": {"name": method}, "backbone": {"name": "b"}, "dataset": {"name": target},
-                                "seed": seed, "transfer": transfer},
-                     "metrics": {"test/primary": score, "primary_metric": "f1"}})
+        rows.append(
+            {
+                "run_key": f"{method}{source}{target}{seed}",
+                "status": "ok",
+                "config": {
+                    "method": {"name": method},
+                    "backbone": {"name": "b"},
+                    "dataset": {"name": target},
+                    "seed": seed,
+                    "transfer": transfer,
+                },
+                "metrics": {"test/primary": score, "primary_metric": "f1"},
+            }
+        )
+
     record("prompt_tuning", "t1", 0.50)
     record("prompt_tuning", "t1", 0.60, seed=21)
     record("prompt_tuning", "t2", 0.40)
-    for (source, target), score in {("s1", "t1"): 0.60, ("s2", "t1"): 0.52, ("s1", "t2"): 0.47, ("t1", "t2"): 0.44}.items():
+    for (source, target), score in {
+        ("s1", "t1"): 0.60,
+        ("s2", "t1"): 0.52,
+        ("s1", "t2"): 0.47,
+        ("t1", "t2"): 0.44,
+    }.items():
         record("spot", target, score, source=source)
     frame = pd.json_normalize(rows, sep=".")
     gains = transfer_gains(frame).set_index(["source", "target"])["gain"]
@@ -115,8 +136,10 @@ def test_gains_and_correlations_from_a_records_frame():
     assert gains[("s2", "t1")] == pytest.approx(-3.0)
     assert gains[("s1", "t2")] == pytest.approx(7.0)
     metrics = pd.DataFrame(
-        [{"backbone": "b", "metric": "mss", "source": s, "target": t, "value": v}
-         for (s, t), v in {("s1", "t1"): 0.9, ("s2", "t1"): 0.1, ("s1", "t2"): 0.95, ("t1", "t2"): 0.5}.items()]
+        [
+            {"backbone": "b", "metric": "mss", "source": s, "target": t, "value": v}
+            for (s, t), v in {("s1", "t1"): 0.9, ("s2", "t1"): 0.1, ("s1", "t2"): 0.95, ("t1", "t2"): 0.5}.items()
+        ]
     )
     correlations = metric_correlations(transfer_gains(frame), metrics).set_index("metric")
     assert correlations.loc["mss", "pairs"] == 4
@@ -135,8 +158,8 @@ def test_transfer_matrix_smoke_sweep_gives_metric_matrices_gains_and_correlation
     assert sorted(baselines["config.dataset.name"]) == ["tweets_apple", "tweets_cars"]
     assert baselines["config.transfer"].isna().all()
 
-    from prompt_bench.transfer.matrix import main as transferability_main
     from prompt_bench.report import main as report_main
+    from prompt_bench.transfer.matrix import main as transferability_main
 
     assert transferability_main([str(sweep)]) == 0
     metrics = pd.read_csv(sweep / "transferability.csv")

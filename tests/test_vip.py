@@ -11,8 +11,8 @@ from torch.nn import functional as F
 
 from prompt_bench.build import build_experiment
 from prompt_bench.errors import ConfigError
-from prompt_bench.methods.vector_quantizer import SampledQuantizer
 from prompt_bench.methods.vip import VIP
+from prompt_bench.methods.vip.quantizer import SampledQuantizer
 from prompt_bench.run import run_experiment
 
 # Tiny random backbones have embedding norms ~0.2: codes of norm 100 would drown the input, so the
@@ -33,8 +33,15 @@ def first_batch(experiment, split: str = "train") -> dict[str, torch.Tensor]:
 
 def fit(experiment, steps: int, callbacks=()) -> pl.Trainer:
     trainer = pl.Trainer(
-        max_steps=steps, max_epochs=-1, logger=False, enable_checkpointing=False, limit_val_batches=0,
-        enable_progress_bar=False, enable_model_summary=False, accelerator="cpu", callbacks=list(callbacks),
+        max_steps=steps,
+        max_epochs=-1,
+        logger=False,
+        enable_checkpointing=False,
+        limit_val_batches=0,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        accelerator="cpu",
+        callbacks=list(callbacks),
     )
     trainer.fit(experiment.module, datamodule=experiment.datamodule)
     return trainer
@@ -120,8 +127,11 @@ def test_codebook_moves_only_by_the_ema_rule_while_training(make_config, monkeyp
     start = {name: buffer.clone() for name, buffer in quantizer.named_buffers()}
     steps = []
     update = quantizer.ema_update
-    monkeypatch.setattr(quantizer, "ema_update", lambda flat, counts: (steps.append((flat.clone(), counts.clone())),
-                                                                       update(flat, counts)))
+    monkeypatch.setattr(
+        quantizer,
+        "ema_update",
+        lambda flat, counts: (steps.append((flat.clone(), counts.clone())), update(flat, counts)),
+    )
     fit(experiment, steps=6)
     assert len(steps) == 6  # one update per training step, none in any other pass
 
@@ -173,8 +183,13 @@ def test_epoch_diagnostics_are_logged(make_config):
 
 
 def test_vip_learns_synthetic(make_config):
-    experiment = build(make_config, "method/optimizer=adamw", "method.optimizer.lr=0.05",
-                       "method.module.module_lr=1e-3", "method.module.n_tokens=8")
+    experiment = build(
+        make_config,
+        "method/optimizer=adamw",
+        "method.optimizer.lr=0.05",
+        "method.module.module_lr=1e-3",
+        "method.module.n_tokens=8",
+    )
     losses = []
 
     class Losses(pl.Callback):
@@ -190,7 +205,9 @@ def test_save_load_round_trips_prompt_module_and_codebook(make_config, tmp_path)
     experiment = build(make_config)
     fit(experiment, steps=4)
     saved = experiment.method.prompt_tensors()
-    assert {"prompt_embeddings", "quantizer.codebook", "quantizer.cluster_size", "contextualizer.fc_in.weight"} <= set(saved)
+    assert {"prompt_embeddings", "quantizer.codebook", "quantizer.cluster_size", "contextualizer.fc_in.weight"} <= set(
+        saved
+    )
     path = tmp_path / "prompt.safetensors"
     save_file({name: tensor.contiguous() for name, tensor in saved.items()}, str(path))
 
@@ -234,8 +251,14 @@ def test_official_defaults_and_sweep_preset_compose(make_config):
     method = instantiate(cfg.method.module)
     assert (method.n_tokens, method.n_codes, method.module_lr, cfg.method.optimizer.lr) == (100, 1000, 1e-4, 0.3)
     assert method.quantizer_options == dict(
-        n_samples=10, temperature=100.0, commitment_cost=0.1, ema_decay=0.99, ema_epsilon=0.01, textbook_ema=False,
-        eval_code="expected", sample_at_eval=False,
+        n_samples=10,
+        temperature=100.0,
+        commitment_cost=0.1,
+        ema_decay=0.99,
+        ema_epsilon=0.01,
+        textbook_ema=False,
+        eval_code="expected",
+        sample_at_eval=False,
     )
     assert method.code_norm == 100.0 and method.context_options["width"] == 32
     preset = make_config("experiment=vip_vs_prompt_tuning", "method=vip")

@@ -2,12 +2,34 @@
 
 from __future__ import annotations
 
-from prompt_bench.backbones.adapters import ADAPTERS, BackboneAdapter, BackboneOutput
 from prompt_bench.backbones.base import AdapterBase
+from prompt_bench.backbones.causal import CausalAdapter
+from prompt_bench.backbones.dual import DualEncoderAdapter, DualOutput
+from prompt_bench.backbones.encoder import EncoderAdapter
 from prompt_bench.backbones.load import load_model_and_tokenizer
+from prompt_bench.backbones.seq2seq import Seq2SeqAdapter
+from prompt_bench.backbones.text import BackboneAdapter, BackboneOutput
 from prompt_bench.errors import ConfigError
 
-__all__ = ["AdapterBase", "BackboneAdapter", "BackboneOutput", "build_backbone"]
+__all__ = [
+    "ADAPTERS",
+    "AdapterBase",
+    "BackboneAdapter",
+    "BackboneOutput",
+    "CausalAdapter",
+    "DualEncoderAdapter",
+    "DualOutput",
+    "EncoderAdapter",
+    "Seq2SeqAdapter",
+    "build_backbone",
+]
+
+# The text families build_backbone knows (dual encoders are built by backbones/dual_load.py).
+ADAPTERS: dict[str, type[BackboneAdapter]] = {
+    "encoder": EncoderAdapter,
+    "seq2seq": Seq2SeqAdapter,
+    "causal": CausalAdapter,
+}
 
 
 def build_backbone(

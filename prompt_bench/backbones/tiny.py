@@ -5,8 +5,8 @@ with the MiniLM package), so tokenisation, padding and the [MASK] verbalizer beh
 a real model while the network itself has ~2M parameters, mostly embeddings.
 """
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import torch
 import transformers
@@ -72,8 +72,7 @@ def check_tiny_preset(preset: str, family: str) -> None:
     """Raise ConfigError unless `preset` exists and supports `family`."""
     if preset not in TINY_PRESETS:
         raise ConfigError(
-            f"tiny preset '{preset}' does not exist; set backbone.name_or_path to one of: "
-            f"{', '.join(TINY_PRESETS)}."
+            f"tiny preset '{preset}' does not exist; set backbone.name_or_path to one of: {', '.join(TINY_PRESETS)}."
         )
     if family not in TINY_PRESETS[preset]:
         raise ConfigError(

@@ -86,7 +86,9 @@ class SplitDataModule(pl.LightningDataModule):
     ) -> None:
         super().__init__()
         for option, value, minimum in (
-            ("batch_size", batch_size, 1), ("eval_batch_size", eval_batch_size, 1), ("num_workers", num_workers, 0)
+            ("batch_size", batch_size, 1),
+            ("eval_batch_size", eval_batch_size, 1),
+            ("num_workers", num_workers, 0),
         ):
             if value < minimum:
                 raise ConfigError(f"{option}={value} must be at least {minimum}; set dataset.{option} accordingly.")

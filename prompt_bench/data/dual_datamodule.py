@@ -13,7 +13,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from prompt_bench.base_to_new import BaseToNewSplit
 from prompt_bench.data.datamodule import PadCollator, SplitDataModule
-from prompt_bench.data.images import as_rgb
+from prompt_bench.data.sources.images import as_rgb
 from prompt_bench.data.tasks import Examples
 from prompt_bench.errors import ConfigError
 

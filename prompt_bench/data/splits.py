@@ -114,8 +114,7 @@ def make_split(task: Task, k_shot: int | None, split_seed: int, max_test_example
 def _sample_k_shot(task: Task, k_shot: int, split_seed: int) -> tuple[Examples, Examples]:
     if isinstance(k_shot, bool) or not isinstance(k_shot, int) or k_shot < 1:
         raise ConfigError(
-            f"k_shot={k_shot!r} is not a positive integer; set dataset.k_shot to e.g. 16, "
-            "or to null for the full data."
+            f"k_shot={k_shot!r} is not a positive integer; set dataset.k_shot to e.g. 16, or to null for the full data."
         )
     rng = np.random.default_rng(split_seed)
     pool_labels = np.asarray(task.train.labels)

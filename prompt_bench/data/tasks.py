@@ -25,8 +25,7 @@ class Examples:
         labels = tuple(int(label) for label in self.labels)
         if len(texts) != len(labels):
             raise DataError(
-                f"Examples got {len(texts)} texts but {len(labels)} labels; "
-                "pass exactly one label per text."
+                f"Examples got {len(texts)} texts but {len(labels)} labels; pass exactly one label per text."
             )
         object.__setattr__(self, "texts", texts)
         object.__setattr__(self, "labels", labels)
@@ -80,8 +79,7 @@ class Task:
     def _check_split(self, split_name: str, examples: Examples) -> None:
         if len(examples) == 0:
             raise DataError(
-                f"the {split_name} split of task '{self.name}' is empty; "
-                "check the data file or the split fractions."
+                f"the {split_name} split of task '{self.name}' is empty; check the data file or the split fractions."
             )
         bad_labels = sorted({label for label in examples.labels if not 0 <= label < len(self.label_names)})
         if bad_labels:

@@ -19,10 +19,10 @@ from torchmetrics import MaxMetric, MetricCollection
 from torchmetrics.classification import MulticlassAccuracy, MulticlassF1Score
 
 from prompt_bench.backbones import AdapterBase
-from prompt_bench.base_to_new import harmonic_mean
 from prompt_bench.errors import ConfigError
 from prompt_bench.heads import Head
 from prompt_bench.methods.base import Method
+from prompt_bench.scores import harmonic_mean
 
 SCHEDULER_INTERVALS = ("step", "epoch")
 BEST_TRACKED = ("acc", "f1")

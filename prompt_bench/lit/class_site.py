@@ -15,7 +15,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from prompt_bench.backbones.dual_encoder import DualEncoderAdapter, DualOutput
+from prompt_bench.backbones.dual import DualEncoderAdapter, DualOutput
 from prompt_bench.heads import Head
 from prompt_bench.lit.base import PromptLightningModule
 from prompt_bench.methods.coop import ClassPromptMethod
@@ -74,7 +74,9 @@ class ClassSiteModule(PromptLightningModule):
             context = context.expand(n_classes, -1, -1) if context.dim() == 2 else context
             return input_features, self.backbone.class_features(ids, mask, context)
         batch_size = input_features.shape[0]  # (B, M, d): one context per input, B·C class texts
-        per_class = context.unsqueeze(1).expand(-1, n_classes, -1, -1).reshape(batch_size * n_classes, *context.shape[1:])
+        per_class = (
+            context.unsqueeze(1).expand(-1, n_classes, -1, -1).reshape(batch_size * n_classes, *context.shape[1:])
+        )
         class_features = self.backbone.class_features(ids.repeat(batch_size, 1), mask.repeat(batch_size, 1), per_class)
         return input_features, class_features.view(batch_size, n_classes, -1)
 

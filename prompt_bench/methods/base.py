@@ -13,6 +13,8 @@ from torch import Tensor, nn
 
 from prompt_bench.backbones import AdapterBase
 
+PROMPT_FILE = "prompt.safetensors"  # a method's prompt tensors, saved alone in the run directory
+
 
 @dataclass
 class MethodContext:

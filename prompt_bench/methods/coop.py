@@ -120,7 +120,9 @@ class CoCoOp(CoOp):
     def __init__(self, *args: Any, meta_ratio: int = 16, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         if self.class_specific:
-            raise ConfigError("CoCoOp conditions one shared context on the input; set method.module.class_specific=false.")
+            raise ConfigError(
+                "CoCoOp conditions one shared context on the input; set method.module.class_specific=false."
+            )
         self.meta_ratio = meta_ratio
         self.meta_net: nn.Sequential | None = None
 

@@ -32,7 +32,10 @@ KD_LOSSES = ("mse", "kl")
 
 
 def distillation_loss(
-    student_logits: Tensor, teacher_logits: Tensor, kind: str = "mse", temperature: float = 1.0,
+    student_logits: Tensor,
+    teacher_logits: Tensor,
+    kind: str = "mse",
+    temperature: float = 1.0,
     mse_batch_average: bool = True,
 ) -> Tensor:
     """KD(z_s, z_t) for (B, C) logits, before the weight w (see the module docstring)."""

@@ -23,6 +23,8 @@ class SPoT(PromptTuning):
     def prepare(self, context: MethodContext) -> None:
         source_prompt = context.extras.get("source_prompt")
         if source_prompt is None:
-            raise ConfigError("method=spot transfers a source prompt: choose a pair with transfer=<source>_to_<target>.")
+            raise ConfigError(
+                "method=spot transfers a source prompt: choose a pair with transfer=<source>_to_<target>."
+            )
         self.init, self.init_file = "file", str(source_prompt)
         super().prepare(context)

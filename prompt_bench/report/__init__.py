@@ -14,6 +14,12 @@ from prompt_bench.report.output import Report, write_report
 from prompt_bench.report.tables import DEFAULT_GROUP_BY, summarize
 
 __all__ = [
-    "DEFAULT_GROUP_BY", "Report", "chance_level", "iter_records", "load_records", "main", "summarize",
+    "DEFAULT_GROUP_BY",
+    "Report",
+    "chance_level",
+    "iter_records",
+    "load_records",
+    "main",
+    "summarize",
     "write_report",
 ]

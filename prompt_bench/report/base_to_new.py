@@ -15,18 +15,10 @@ import pandas as pd
 from prompt_bench.report.load import SHORT_NAMES
 from prompt_bench.report.output import markdown_table
 from prompt_bench.report.tables import latest_per_run
+from prompt_bench.scores import harmonic_mean
 
 GROUPS = ("method", "backbone", "dataset")
 SCORES = {"base": "base_acc", "new": "new_acc"}
-
-
-def harmonic_mean(base: float, new: float) -> float:
-    """H = 2·base·new / (base + new), 0 when both are 0 (NaN when either is missing).
-
-    The same H as `prompt_bench.base_to_new.harmonic_mean`, restated here because that module
-    reads datasets through torch and the report reads records only.
-    """
-    return 0.0 if base + new == 0 else 2 * base * new / (base + new)
 
 
 def has_base_to_new(frame: pd.DataFrame) -> bool:
@@ -47,7 +39,8 @@ def base_to_new_summary(frame: pd.DataFrame) -> pd.DataFrame:
     plain = {(row.method, row.backbone, row.dataset): row.H for row in summary.itertuples()}
     summary["dH"] = [
         row.H - plain.get((row.method.removesuffix("+dept"), row.backbone, row.dataset), float("nan"))
-        if row.method.endswith("+dept") else float("nan")
+        if row.method.endswith("+dept")
+        else float("nan")
         for row in summary.itertuples()
     ]
     return summary
@@ -64,19 +57,22 @@ def _row(method: str, keys: tuple, runs: pd.DataFrame, prefix: str) -> dict:
 
 def display(summary: pd.DataFrame) -> pd.DataFrame:
     """Percent strings: base and new as 'mean ± std', H and ΔH to one decimal."""
+
     def score(mean: float, std: float) -> str:
         return f"{100 * mean:.1f}" + ("" if pd.isna(std) else f" ± {100 * std:.1f}")
 
-    return pd.DataFrame({
-        "method": summary["method"],
-        "backbone": summary["backbone"],
-        "dataset": summary["dataset"],
-        "base (%)": [score(m, s) for m, s in zip(summary["base"], summary["base_std"])],
-        "new (%)": [score(m, s) for m, s in zip(summary["new"], summary["new_std"])],
-        "H (%)": [f"{100 * h:.1f}" for h in summary["H"]],
-        "ΔH vs base method": ["" if pd.isna(d) else f"{100 * d:+.1f}" for d in summary["dH"]],
-        "n": summary["n"].astype(str),
-    })
+    return pd.DataFrame(
+        {
+            "method": summary["method"],
+            "backbone": summary["backbone"],
+            "dataset": summary["dataset"],
+            "base (%)": [score(m, s) for m, s in zip(summary["base"], summary["base_std"])],
+            "new (%)": [score(m, s) for m, s in zip(summary["new"], summary["new_std"])],
+            "H (%)": [f"{100 * h:.1f}" for h in summary["H"]],
+            "ΔH vs base method": ["" if pd.isna(d) else f"{100 * d:+.1f}" for d in summary["dH"]],
+            "n": summary["n"].astype(str),
+        }
+    )
 
 
 def write_base_to_new(frame: pd.DataFrame, out_dir: Path) -> tuple[pd.DataFrame, dict[str, Path]]:
@@ -86,7 +82,9 @@ def write_base_to_new(frame: pd.DataFrame, out_dir: Path) -> tuple[pd.DataFrame,
     out_dir = Path(out_dir)
     files = {"base2new csv": out_dir / "base2new.csv", "base2new md": out_dir / "base2new.md"}
     summary.to_csv(files["base2new csv"], index=False)
-    note = ("Base / new: mean ± sample std over seeds of test accuracy on each half's own classes; "
-            "H = harmonic mean of the mean base and new accuracies; ΔH = H(+DePT) − H(its base method).")
+    note = (
+        "Base / new: mean ± sample std over seeds of test accuracy on each half's own classes; "
+        "H = harmonic mean of the mean base and new accuracies; ΔH = H(+DePT) − H(its base method)."
+    )
     files["base2new md"].write_text(f"# Base-to-new\n\n{markdown_table(table, 3)}\n\n{note}\n")
     return table, files

@@ -34,17 +34,20 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("dir", type=Path, help="a run or sweep directory (searched recursively for record.json)")
     parser.add_argument(
-        "--group-by", default=",".join(DEFAULT_GROUP_BY),
+        "--group-by",
+        default=",".join(DEFAULT_GROUP_BY),
         help="comma-separated columns: method, backbone, dataset, head, seed, sweep, or a dotted record path "
         "such as config.dataset.k_shot (default: %(default)s)",
     )
     parser.add_argument(
-        "--metric", default="primary",
+        "--metric",
+        default="primary",
         help="'primary' (each task's own test metric: acc for BBC, macro-F1 for tweets) or a metrics key "
         "such as test/acc, test/f1, val/acc_best (default: %(default)s)",
     )
     parser.add_argument(
-        "--columns", default="",
+        "--columns",
+        default="",
         help="extra comma-separated dotted paths to average over ok runs, e.g. "
         "efficiency.train_seconds,efficiency.trainable_params",
     )
@@ -65,7 +68,9 @@ def print_status(root: Path, console: Console) -> int:
         status = record.get("status", "unknown")
         counts[path.parent.parent][status if status in STATUSES else "other"] += 1
         if status == "corrupt":
-            failures.append((str(path.parent), "corrupt: record.json unreadable (moved aside or to be moved aside on relaunch)"))
+            failures.append(
+                (str(path.parent), "corrupt: record.json unreadable (moved aside or to be moved aside on relaunch)")
+            )
         if status == "failed":
             error = str(record.get("error") or "(no error text)").strip().splitlines() or ["(no error text)"]
             failures.append((str(record.get("run_dir") or path.parent), error[0]))
@@ -110,7 +115,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         group_by.append("transfer")  # spot/panda rows of one target differ by their pair
     try:
         report = write_report(
-            frame, args.out or args.dir, group_by, args.metric, split_names(args.columns),
+            frame,
+            args.out or args.dir,
+            group_by,
+            args.metric,
+            split_names(args.columns),
             source=str(args.dir),
         )
     except ValueError as error:

@@ -40,7 +40,9 @@ def iter_records(root: Path, include_corrupt: bool = False) -> Iterator[tuple[Pa
     and not yet replaced by a readable one.
     """
     root = Path(root)
-    paths = sorted({*root.rglob(RECORD_NAME), *(p.with_name(RECORD_NAME) for p in root.rglob(f"{RECORD_NAME}{CORRUPT_SUFFIX}*"))})
+    paths = sorted(
+        {*root.rglob(RECORD_NAME), *(p.with_name(RECORD_NAME) for p in root.rglob(f"{RECORD_NAME}{CORRUPT_SUFFIX}*"))}
+    )
     for path in paths:
         record = read_record(path.parent)
         if record is None:
@@ -97,6 +99,7 @@ def load_records(root: Path) -> pd.DataFrame:
     frame["status"] = frame["status"].fillna("unknown") if "status" in frame else "unknown"
     return frame
 
+
 def column_path(name: str) -> str:
     """The flat column a report name stands for: a short name, or the dotted path itself."""
     return SHORT_NAMES.get(name, name)
@@ -118,6 +121,4 @@ def require_column(frame: pd.DataFrame, name: str, what: str) -> str:
     near = sorted(col for col in frame.columns if prefix and col.startswith(prefix))[:12]
     hint = f"columns under '{prefix}': {near}" if near else f"short names: {sorted(SHORT_NAMES)}"
     shown = f"'{name}'" if path == name else f"'{name}' (column '{path}')"
-    raise ValueError(
-        f"{what} {shown} is in no record; use a short name or a dotted path into record.json ({hint})."
-    )
+    raise ValueError(f"{what} {shown} is in no record; use a short name or a dotted path into record.json ({hint}).")

@@ -12,8 +12,8 @@ from rich.table import Table
 
 from prompt_bench.report.load import SEED_COLUMN
 from prompt_bench.report.plots import plot_heatmap, plot_scaling
-from prompt_bench.report.transfer import has_transfer_runs, write_transfer_view
 from prompt_bench.report.tables import COLLAPSE_MARGIN, DEFAULT_GROUP_BY, display_table, seed_text, summarize
+from prompt_bench.report.transfer import has_transfer_runs, write_transfer_view
 
 FLAG_COLUMNS = ("missing", "failed", "running", "collapsed")
 
@@ -46,6 +46,7 @@ def caption(frame: pd.DataFrame, source: str) -> str:
 
 def markdown_table(table: pd.DataFrame, n_label_columns: int) -> str:
     """GitHub Markdown; label columns left-aligned, the rest right-aligned."""
+
     def cells(values: Sequence[object]) -> str:
         return "| " + " | ".join(str(value).replace("|", "\\|") for value in values) + " |"
 

@@ -49,8 +49,12 @@ def plot_scaling(frame: pd.DataFrame, path: Path, metric: str = "primary") -> Pa
         for method, line in panel.groupby("method", sort=True):
             line = line.sort_values(PARAMS_COLUMN)
             axis.errorbar(
-                line[PARAMS_COLUMN], 100 * line["mean"], yerr=100 * line["std"].fillna(0.0),
-                marker="o", capsize=3, label=str(method),
+                line[PARAMS_COLUMN],
+                100 * line["mean"],
+                yerr=100 * line["std"].fillna(0.0),
+                marker="o",
+                capsize=3,
+                label=str(method),
             )
         sizes = panel.drop_duplicates(PARAMS_COLUMN).sort_values(PARAMS_COLUMN)
         axis.set_xscale("log")
@@ -104,7 +108,9 @@ def _text_colour(value: float, low: float, high: float) -> str:
     return "black" if value > middle or high == low else "white"
 
 
-def matrix_heatmap(matrix: pd.DataFrame, title: str, path: Path, value_format: str = ".2f", diverging: bool = False) -> Path:
+def matrix_heatmap(
+    matrix: pd.DataFrame, title: str, path: Path, value_format: str = ".2f", diverging: bool = False
+) -> Path:
     """One labelled matrix (rows x columns, e.g. source x target) with its values in the cells.
 
     diverging=True centres a red-blue map on 0 (gains); else viridis over the value range.
@@ -129,7 +135,9 @@ def matrix_heatmap(matrix: pd.DataFrame, title: str, path: Path, value_format: s
             else:
                 colour = _text_colour(value, low, high)
         axis.text(col, row, text, ha="center", va="center", color=colour, fontsize="small")
-    axis.set_xticks(range(len(matrix.columns)), [str(c) for c in matrix.columns], rotation=30, ha="right", fontsize="small")
+    axis.set_xticks(
+        range(len(matrix.columns)), [str(c) for c in matrix.columns], rotation=30, ha="right", fontsize="small"
+    )
     axis.set_yticks(range(len(matrix.index)), [str(r) for r in matrix.index], fontsize="small")
     axis.set_xlabel(str(matrix.columns.name or "target"))
     axis.set_ylabel(str(matrix.index.name or "source"))

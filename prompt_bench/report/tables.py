@@ -14,14 +14,24 @@ from typing import Any
 import pandas as pd
 
 from prompt_bench.report.load import SEED_COLUMN, metric_path, require_column
+from prompt_bench.scores import percent
 
 DEFAULT_GROUP_BY = ("method", "backbone", "dataset")
 COLLAPSE_MARGIN = 0.01
 STATUS_RANK = {"ok": 0, "running": 1, "failed": 2, "corrupt": 3}
 SCORE_KINDS = ("acc", "f1", "hmean")  # metrics that have a zero-shot counterpart `zero_shot/<kind>`
 STAT_COLUMNS = (
-    "metric", "mean", "std", "n_ok", "n_missing", "missing_seeds",
-    "n_failed", "n_corrupt", "n_running", "n_collapsed", "zero_shot",
+    "metric",
+    "mean",
+    "std",
+    "n_ok",
+    "n_missing",
+    "missing_seeds",
+    "n_failed",
+    "n_corrupt",
+    "n_running",
+    "n_collapsed",
+    "zero_shot",
 )
 
 
@@ -136,10 +146,6 @@ def summarize(
     return pd.DataFrame(rows, columns=[*group_by, *STAT_COLUMNS, *columns])
 
 
-def _percent(value: float) -> str:
-    return "-" if pd.isna(value) else f"{100 * value:.1f}"
-
-
 def _number(value: Any) -> str:
     if isinstance(value, str):
         return value
@@ -160,11 +166,11 @@ def display_table(summary: pd.DataFrame, group_by: Sequence[str], columns: Seque
     if len(metrics) > 1:
         table["metric"] = summary["metric"]
     table[score_header] = [
-        "-" if pd.isna(mean) else f"{_percent(mean)} ± {_percent(std)}"
+        "-" if pd.isna(mean) else f"{percent(mean)} ± {percent(std)}"
         for mean, std in zip(summary["mean"], summary["std"])
     ]
     if summary["zero_shot"].notna().any():
-        table["zero-shot (%)"] = [_percent(value) for value in summary["zero_shot"]]
+        table["zero-shot (%)"] = [percent(value) for value in summary["zero_shot"]]
     table["n"] = summary["n_ok"].astype(str)
     table["missing"] = [
         f"{count} ({seeds})" if count else "0" for count, seeds in zip(summary["n_missing"], summary["missing_seeds"])

@@ -30,7 +30,9 @@ def metric_matrices(frame: pd.DataFrame) -> dict[tuple[str, str, str], pd.DataFr
     """(backbone, depth, metric) -> source x target matrix of a transferability.csv frame, averaged over seeds."""
     matrices = {}
     for (backbone, depth, metric), part in frame.groupby(["backbone", "depth", "metric"], sort=True):
-        matrices[(backbone, depth, metric)] = part.pivot_table(index="source", columns="target", values="value", aggfunc="mean")
+        matrices[(backbone, depth, metric)] = part.pivot_table(
+            index="source", columns="target", values="value", aggfunc="mean"
+        )
     return matrices
 
 
@@ -47,7 +49,10 @@ def transfer_gains(frame: pd.DataFrame, metric: str = "primary") -> pd.DataFrame
     is_transfer = scored[TRANSFER_COLUMN].notna()
     baseline = (
         scored[~is_transfer & scored["config.method.name"].eq(BASELINE_METHOD)]
-        .rename(columns=names).groupby(["backbone", "target"])["score"].mean().rename("baseline")
+        .rename(columns=names)
+        .groupby(["backbone", "target"])["score"]
+        .mean()
+        .rename("baseline")
     )
     transfer = scored[is_transfer].rename(columns={**names, SOURCE_COLUMN: "source"})
     cells = transfer.groupby(["backbone", "method", "source", "target"])["score"].agg(["mean", "count"])

@@ -24,9 +24,10 @@ from safetensors.torch import save_file
 
 from prompt_bench.artefacts import ArtefactStore
 from prompt_bench.backbones import BackboneAdapter
+from prompt_bench.methods.base import PROMPT_FILE
 from prompt_bench.records import RECORD_NAME, resolved_config, run_key, write_json_atomic
 from prompt_bench.transfer.metrics import HeadBuilder, input_batches, load_prompt, stimulation, stimulation_similarity
-from prompt_bench.transfer.pairs import PROMPT_FILE, as_own_source, source_config, teacher_config
+from prompt_bench.transfer.pairs import as_own_source, source_config, teacher_config
 
 log = logging.getLogger("prompt_bench")
 TEACHER_LOGITS_FILE = "teacher_logits.safetensors"
@@ -41,7 +42,9 @@ def artefact_store(cfg: DictConfig) -> ArtefactStore:
     return ArtefactStore(Path(cfg.paths.cache_dir) / "artefacts")
 
 
-def get_or_make(cfg: DictConfig, kind: str, spec: dict, make: Callable[[Path], None], train_run: TrainRun | None) -> Path:
+def get_or_make(
+    cfg: DictConfig, kind: str, spec: dict, make: Callable[[Path], None], train_run: TrainRun | None
+) -> Path:
     """The artefact's directory, made by `make` when missing; with train_run=None, looked up only."""
     store = artefact_store(cfg)
     if train_run is not None:
@@ -58,9 +61,15 @@ def train_dependency(config: DictConfig, workspace: Path, train_run: TrainRun):
     """Train the run `config` describes inside an artefact's workspace; keep its record and
     prompt file, drop its checkpoints (the artefact is the trained output, not the run)."""
     experiment, outcome = train_run(config, workspace)
-    write_json_atomic(workspace / RECORD_NAME, {"status": "ok", "metrics": outcome.metrics,
-                                                "split_hash": experiment.split.content_hash,
-                                                "config": resolved_config(config)})
+    write_json_atomic(
+        workspace / RECORD_NAME,
+        {
+            "status": "ok",
+            "metrics": outcome.metrics,
+            "split_hash": experiment.split.content_hash,
+            "config": resolved_config(config),
+        },
+    )
     shutil.rmtree(workspace / "checkpoints", ignore_errors=True)
     return experiment
 
@@ -74,7 +83,9 @@ def source_prompt_file(cfg: DictConfig, train_run: TrainRun | None = None) -> Pa
     """The source task's trained prompt.safetensors, training it first if no run has yet."""
 
     def train_source(workspace: Path) -> None:
-        log.info("training the source prompt on '%s' for transfer pair '%s'", cfg.transfer.source.name, cfg.transfer.name)
+        log.info(
+            "training the source prompt on '%s' for transfer pair '%s'", cfg.transfer.source.name, cfg.transfer.name
+        )
         train_dependency(source_config(cfg, workspace), workspace, train_run)
 
     spec = source_prompt_spec(source_config(cfg, Path(".")))
@@ -102,7 +113,10 @@ def teacher_logits_file(cfg: DictConfig, train_run: TrainRun | None = None) -> P
 
 
 def pair_transferability(
-    cfg: DictConfig, adapter: BackboneAdapter, build_head: HeadBuilder, train_run: TrainRun | None = None,
+    cfg: DictConfig,
+    adapter: BackboneAdapter,
+    build_head: HeadBuilder,
+    train_run: TrainRun | None = None,
     max_inputs: int = 64,
 ) -> float:
     """PANDA's model stimulation similarity MSS(s, t) between the pair's source prompt and the

@@ -28,13 +28,14 @@ from rich.console import Console
 
 from prompt_bench.artefacts import ArtefactStore
 from prompt_bench.build import build_head
+from prompt_bench.methods.base import PROMPT_FILE
 from prompt_bench.records import read_record
 from prompt_bench.report.load import iter_records
 from prompt_bench.report.plots import matrix_heatmap
 from prompt_bench.report.transfer import CSV_NAME, metric_matrices
 from prompt_bench.transfer.artefacts import source_prompt_spec
 from prompt_bench.transfer.metrics import input_batches, load_prompt, pair_metrics, prompt_vectors, stimulation
-from prompt_bench.transfer.pairs import PROMPT_FILE, source_config
+from prompt_bench.transfer.pairs import source_config
 
 log = logging.getLogger("prompt_bench.transfer")
 MARKDOWN_NAME = "transferability.md"
@@ -98,17 +99,30 @@ def find_task_prompts(root: Path) -> list[TaskPrompt]:
 def group_rows(prompts: list[TaskPrompt], max_inputs: int) -> list[dict[str, Any]]:
     """Metric rows for every ordered (source, target) pair of one (backbone, depth, seed) group."""
     adapter = instantiate(OmegaConf.create(prompts[0].config["backbone"]))
-    methods = {prompt.task: load_prompt(prompt.config["method"]["module"], prompt.prompt_file, adapter) for prompt in prompts}
+    methods = {
+        prompt.task: load_prompt(prompt.config["method"]["module"], prompt.prompt_file, adapter) for prompt in prompts
+    }
     vectors = {task: prompt_vectors(method) for task, method in methods.items()}
     rows = []
     for target in prompts:
         batches = input_batches(OmegaConf.create(target.config), adapter, max_inputs, build_head)
         stimulations = {task: stimulation(adapter, method, batches) for task, method in methods.items()}
         for source in prompts:
-            metrics = pair_metrics(vectors[source.task], vectors[target.task], stimulations[source.task], stimulations[target.task])
+            metrics = pair_metrics(
+                vectors[source.task], vectors[target.task], stimulations[source.task], stimulations[target.task]
+            )
             for metric, value in metrics.items():
-                rows.append({"backbone": target.backbone, "depth": target.depth, "seed": target.seed,
-                             "source": source.task, "target": target.task, "metric": metric, "value": value})
+                rows.append(
+                    {
+                        "backbone": target.backbone,
+                        "depth": target.depth,
+                        "seed": target.seed,
+                        "source": source.task,
+                        "target": target.task,
+                        "metric": metric,
+                        "value": value,
+                    }
+                )
     return rows
 
 

@@ -24,11 +24,10 @@ from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 
 import torch
-from torch import Tensor
-from torch.nn import functional as F
-
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf, open_dict
+from torch import Tensor
+from torch.nn import functional as F
 
 from prompt_bench.backbones import BackboneAdapter
 from prompt_bench.data import make_split
@@ -66,7 +65,9 @@ def input_batches(
     dataset = cfg.dataset
     split = make_split(instantiate(dataset.task), dataset.k_shot, dataset.split_seed, dataset.get("max_test_examples"))
     head = build_head(cfg.head, adapter, split.label_names, PromptTuning(), "prompt_tuning")
-    token_ids = adapter.encode_texts(split.train.texts[:max_inputs], dataset.max_length, add_mask=head.needs_mask_token(adapter))
+    token_ids = adapter.encode_texts(
+        split.train.texts[:max_inputs], dataset.max_length, add_mask=head.needs_mask_token(adapter)
+    )
     items = [(ids, 0) for ids in token_ids]
     collate = PadCollator(adapter.tokenizer.pad_token_id)
     return [collate(items[start : start + batch_size]) for start in range(0, len(items), batch_size)]
@@ -101,6 +102,7 @@ def recorded_ffn_activations(adapter: BackboneAdapter, position: int) -> Iterato
     def hook_for(layer: int):
         def record(module, args) -> None:
             per_layer[layer].append(args[0][:, position, :].detach().float().cpu())
+
         return record
 
     handles = [module.register_forward_pre_hook(hook_for(i)) for i, module in enumerate(projections)]
@@ -124,8 +126,10 @@ def stimulation(adapter: BackboneAdapter, method: PromptTuning, batches: Iterabl
     with recorded_ffn_activations(adapter, position) as per_layer:
         for batch in batches:
             adapter(
-                batch["input_ids"], batch["attention_mask"],
-                prompt=method.prompt(batch), layer_prefixes=method.layer_prefixes(batch),
+                batch["input_ids"],
+                batch["attention_mask"],
+                prompt=method.prompt(batch),
+                layer_prefixes=method.layer_prefixes(batch),
             )
     return torch.cat([torch.cat(layer).mean(0) for layer in per_layer])
 

@@ -18,7 +18,6 @@ from prompt_bench.methods.prompt_tuning import PromptTuning
 
 SOURCE_METHOD_TARGET = "prompt_bench.methods.prompt_tuning.PromptTuning"
 TEACHER_METHOD_TARGET = "prompt_bench.methods.spot.SPoT"
-PROMPT_FILE = "prompt.safetensors"
 
 
 def check_pair(cfg: DictConfig) -> None:

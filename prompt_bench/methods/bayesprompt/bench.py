@@ -20,15 +20,11 @@ from prompt_bench.methods.bayesprompt.mixture import OFFICIAL_REG_COVAR, Gaussia
 from prompt_bench.methods.bayesprompt.svgd import DTYPES, SVGDConfig, move_particles
 
 
-def random_mixture(
-    dim: int, components: int, rank: int = 64, seed: int = 0
-) -> GaussianMixtureDensity:
+def random_mixture(dim: int, components: int, rank: int = 64, seed: int = 0) -> GaussianMixtureDensity:
     """Weights uniform, means N(0, 0.1²), covariances A Aᵀ + reg_covar·I with A (d, rank)."""
     generator = torch.Generator().manual_seed(seed)
     factors = 0.05 * torch.randn(components, dim, rank, generator=generator, dtype=torch.float64)
-    covariances = factors @ factors.transpose(1, 2) + OFFICIAL_REG_COVAR * torch.eye(
-        dim, dtype=torch.float64
-    )
+    covariances = factors @ factors.transpose(1, 2) + OFFICIAL_REG_COVAR * torch.eye(dim, dtype=torch.float64)
     means = 0.1 * torch.randn(components, dim, generator=generator, dtype=torch.float64)
     weights = torch.full((components,), 1.0 / components, dtype=torch.float64)
     return GaussianMixtureDensity.from_covariances(weights, means, covariances)
@@ -42,9 +38,7 @@ def time_svgd(
     mixture = random_mixture(dim, components, seed=seed)  # float64, as fit_mixture builds it
     build_s = time.perf_counter() - start
     generator = torch.Generator().manual_seed(seed + 1)
-    start_points = mixture.means[:5].mean(0).float() + 0.05 * torch.randn(
-        particles, dim, generator=generator
-    )
+    start_points = mixture.means[:5].mean(0).float() + 0.05 * torch.randn(particles, dim, generator=generator)
     wall, cpu = time.perf_counter(), time.process_time()
     config = SVGDConfig(iterations=iterations, dtype=dtype)
     moved = move_particles(start_points, mixture, config)
@@ -63,9 +57,7 @@ def main() -> None:
     parser.add_argument("--components", type=int, default=19)
     parser.add_argument("--iterations", type=int, default=1000)
     parser.add_argument("--dtype", choices=sorted(DTYPES), default=SVGDConfig.dtype)
-    parser.add_argument(
-        "--threads", type=int, default=None, help="torch threads (default: torch's)"
-    )
+    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)

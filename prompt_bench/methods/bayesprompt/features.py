@@ -97,9 +97,7 @@ def collect_features(
 ) -> Tensor:
     """Stack `sentence_features` over (input_ids, attention_mask) batches: (N, d) on the CPU."""
     features = [
-        sentence_features(
-            input_ids, embedding, attention_mask, mask_padding, pad_to, pad_token_id
-        ).cpu()
+        sentence_features(input_ids, embedding, attention_mask, mask_padding, pad_to, pad_token_id).cpu()
         for input_ids, attention_mask in batches
     ]
     if not features:

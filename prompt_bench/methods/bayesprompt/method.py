@@ -95,7 +95,10 @@ class BayesPrompt(PromptTuning):
         self.eval_draws = eval_draws
         self.feature = {"mask_padding": False, "max_length": 256, "pad_to": 256, **dict(feature or {})}
         self.mixture = {
-            "reg_covar": OFFICIAL_REG_COVAR, "covariance_type": "full", "random_state": 0, "max_iter": 100,
+            "reg_covar": OFFICIAL_REG_COVAR,
+            "covariance_type": "full",
+            "random_state": 0,
+            "max_iter": 100,
             **dict(mixture or {}),
         }
         if self.mixture["covariance_type"] not in COVARIANCE_TYPES:
@@ -177,7 +180,12 @@ class BayesPrompt(PromptTuning):
         timings["svgd_s"] = time.perf_counter() - started
         log.info(
             "bayesprompt: %d pool features, %d particles, d=%d; features %.1fs, GMM %.1fs, SVGD %.1fs",
-            pool.shape[0], train.shape[0], pool.shape[1], timings["features_s"], timings["mixture_s"], timings["svgd_s"],
+            pool.shape[0],
+            train.shape[0],
+            pool.shape[1],
+            timings["features_s"],
+            timings["mixture_s"],
+            timings["svgd_s"],
         )
         save_file(
             {
@@ -207,7 +215,7 @@ class BayesPrompt(PromptTuning):
 
         def batches():
             for start in range(0, len(ids), FEATURE_BATCH):
-                rows = ids[start:start + FEATURE_BATCH]
+                rows = ids[start : start + FEATURE_BATCH]
                 length = max(len(row) for row in rows)
                 input_ids = torch.full((len(rows), length), pad_id, dtype=torch.long)
                 mask = torch.zeros((len(rows), length), dtype=torch.long)

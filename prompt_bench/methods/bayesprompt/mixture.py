@@ -90,9 +90,7 @@ class GaussianMixtureDensity:
         precisions = torch.cholesky_inverse(cholesky)
         precisions = 0.5 * (precisions + precisions.transpose(-1, -2))
         log_det_covariance = 2.0 * torch.log(torch.diagonal(cholesky, dim1=-2, dim2=-1)).sum(-1)
-        log_norms = (
-            torch.log(weights) - 0.5 * dim * math.log(2 * math.pi) - 0.5 * log_det_covariance
-        )
+        log_norms = torch.log(weights) - 0.5 * dim * math.log(2 * math.pi) - 0.5 * log_det_covariance
         origin = weights @ means
         shifted_means = means - origin
         means_precision = torch.einsum("kij,kj->ki", precisions, shifted_means)
@@ -201,10 +199,7 @@ def fit_mixture(
     from sklearn.mixture import GaussianMixture
 
     if covariance_type not in COVARIANCE_TYPES:
-        raise ValueError(
-            f"covariance_type {covariance_type!r} is not one of {COVARIANCE_TYPES} "
-            f"(official: 'full')"
-        )
+        raise ValueError(f"covariance_type {covariance_type!r} is not one of {COVARIANCE_TYPES} (official: 'full')")
     if reg_covar <= 0:
         raise ValueError(f"reg_covar must be positive (official 0.1), got {reg_covar}")
     if isinstance(features, Tensor):

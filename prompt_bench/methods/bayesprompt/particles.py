@@ -29,25 +29,19 @@ from prompt_bench.methods.bayesprompt.features import embedding_table
 EVAL_MODES = ("sample", "mean")
 
 
-def draw_particle_average(
-    particles: Tensor, num_draw: int, generator: torch.Generator | None = None
-) -> Tensor:
+def draw_particle_average(particles: Tensor, num_draw: int, generator: torch.Generator | None = None) -> Tensor:
     """Mean of min(P, num_draw) particles drawn without replacement from particles (P, d): (d,)."""
     if particles.dim() != 2 or particles.shape[0] < 1:
         raise ValueError(f"particles must be (P, d) with P >= 1, got {tuple(particles.shape)}")
     if num_draw < 1:
-        raise ValueError(
-            f"num_draw must be >= 1 (official: the number of relations), got {num_draw}"
-        )
+        raise ValueError(f"num_draw must be >= 1 (official: the number of relations), got {num_draw}")
     count = min(particles.shape[0], num_draw)
     chosen = torch.randperm(particles.shape[0], generator=generator)[:count]
     return particles[chosen.to(particles.device)].mean(dim=0)
 
 
 @torch.no_grad()
-def write_embedding_rows(
-    embedding: nn.Module | Tensor, row_ids: Sequence[int] | Tensor, vector: Tensor
-) -> None:
+def write_embedding_rows(embedding: nn.Module | Tensor, row_ids: Sequence[int] | Tensor, vector: Tensor) -> None:
     """Overwrite rows `row_ids` of an embedding table (V, d) with vector (d,) or (len(rows), d).
 
     In place and outside autograd, as the official code does; no other row changes. The vector
@@ -80,14 +74,10 @@ class ParticleSampler(nn.Module):
     seed: seeds the sampler's own generator, so draws do not depend on the global RNG.
     """
 
-    def __init__(
-        self, particles: Tensor, num_draw: int, eval_mode: str = "sample", seed: int = 0
-    ) -> None:
+    def __init__(self, particles: Tensor, num_draw: int, eval_mode: str = "sample", seed: int = 0) -> None:
         super().__init__()
         if eval_mode not in EVAL_MODES:
-            raise ValueError(
-                f"eval_mode {eval_mode!r} is not one of {EVAL_MODES} (official: sample)"
-            )
+            raise ValueError(f"eval_mode {eval_mode!r} is not one of {EVAL_MODES} (official: sample)")
         if particles.dim() != 2 or particles.shape[0] < 1:
             raise ValueError(f"particles must be (P, d) with P >= 1, got {tuple(particles.shape)}")
         if num_draw < 1:

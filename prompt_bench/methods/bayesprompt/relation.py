@@ -100,8 +100,7 @@ class RelationExample:
                 record["relation"],
             )
         raise ValueError(
-            f"record has neither h/t spans (KnowPrompt) nor subj_start/obj_start (TACRED): "
-            f"keys {sorted(record)}"
+            f"record has neither h/t spans (KnowPrompt) nor subj_start/obj_start (TACRED): keys {sorted(record)}"
         )
 
     def to_record(self) -> dict:
@@ -298,9 +297,7 @@ def build_relation_prompt(
             f"({' '.join(example.head_words)!r}, {' '.join(example.tail_words)!r}); raise "
             f"max_length (official 256) or drop the example"
         )
-    return RelationPrompt(
-        tuple(prompt), tuple(sentence), dropped_right, dropped_left, dropped_middle
-    )
+    return RelationPrompt(tuple(prompt), tuple(sentence), dropped_right, dropped_left, dropped_middle)
 
 
 # ------------------------------------------------------------------------------------ k-shot
@@ -374,9 +371,7 @@ def micro_f1(
     if predictions.ndim == 2:
         predictions = predictions.argmax(axis=-1)
     if predictions.shape != labels.shape:
-        raise ValueError(
-            f"predictions {predictions.shape} and labels {labels.shape} differ in shape"
-        )
+        raise ValueError(f"predictions {predictions.shape} and labels {labels.shape} differ in shape")
     guessed = predictions != no_relation
     gold = labels != no_relation
     correct = int((guessed & gold & (predictions == labels)).sum())
@@ -467,14 +462,10 @@ def synthetic_relation_examples(
     """
     unknown = [r for r in relations if r not in SYNTHETIC_RELATIONS]
     if unknown:
-        raise ValueError(
-            f"unknown synthetic relations {unknown}; known: {list(SYNTHETIC_RELATIONS)}"
-        )
+        raise ValueError(f"unknown synthetic relations {unknown}; known: {list(SYNTHETIC_RELATIONS)}")
     rng = random.Random(seed)
     examples = [
-        _synthetic_example(relation, rng, filler_words)
-        for relation in relations
-        for _ in range(num_per_relation)
+        _synthetic_example(relation, rng, filler_words) for relation in relations for _ in range(num_per_relation)
     ]
     rng.shuffle(examples)
     return examples
@@ -488,9 +479,7 @@ def synthetic_relation_splits(
     relations: Sequence[str] = tuple(SYNTHETIC_RELATIONS),
 ) -> RelationSplits:
     """Train/val/test lists of the synthetic task and its rel2id (no_relation = 0)."""
-    examples = synthetic_relation_examples(
-        train_per_relation + val_per_relation + test_per_relation, seed, relations
-    )
+    examples = synthetic_relation_examples(train_per_relation + val_per_relation + test_per_relation, seed, relations)
     by_relation: dict[str, list[RelationExample]] = {r: [] for r in relations}
     for example in examples:
         by_relation[example.relation].append(example)

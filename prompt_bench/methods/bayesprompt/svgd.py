@@ -61,10 +61,7 @@ class SVGDConfig:
         if not 0.0 <= self.momentum < 1.0:
             raise ValueError(f"momentum must be in [0, 1) (official 0.9), got {self.momentum}")
         if self.bandwidth is not None and self.bandwidth <= 0:
-            raise ValueError(
-                f"bandwidth must be positive, or None for the median heuristic; got "
-                f"{self.bandwidth}"
-            )
+            raise ValueError(f"bandwidth must be positive, or None for the median heuristic; got {self.bandwidth}")
         if self.median not in MEDIANS:
             raise ValueError(f"median {self.median!r} is not one of {MEDIANS} (official: lower)")
         if self.dtype not in DTYPES:
@@ -98,9 +95,7 @@ def rbf_kernel(x: Tensor, bandwidth: float | Tensor) -> tuple[Tensor, Tensor]:
     return kernel, repulsion
 
 
-def svgd_direction(
-    x: Tensor, scores: Tensor, bandwidth: float | None = None, median: str = "lower"
-) -> Tensor:
+def svgd_direction(x: Tensor, scores: Tensor, bandwidth: float | None = None, median: str = "lower") -> Tensor:
     """The SVGD update direction φ (n, d) for particles x (n, d) with scores ∇log p(x) (n, d)."""
     h = median_bandwidth(pairwise_sq_distances(x), median) if bandwidth is None else bandwidth
     kernel, repulsion = rbf_kernel(x, h)

@@ -42,9 +42,7 @@ class ClusteringConfig:
     lda_stop_words: str | None = "english"  # scikit-learn's English stop list; None keeps all
     lda_min_df: int = 1  # drop words in fewer documents than this (1: keep every word)
     lda_max_iter: int = 20  # EM passes of LatentDirichletAllocation
-    lda_learning_method: str = (
-        "batch"  # "batch" is deterministic given the seed; "online" is faster
-    )
+    lda_learning_method: str = "batch"  # "batch" is deterministic given the seed; "online" is faster
     examples_per_cluster: int = 3  # representative texts written into the summary per cluster
     example_chars: int = 200  # each summary text is cut to this many characters
     top_terms: int = 10  # LDA only: top words per topic in the summary
@@ -57,16 +55,11 @@ class ClusteringConfig:
                 f"use kmeans (on sentence embeddings) or lda (on the texts)"
             )
         if self.num_clusters < 2:
-            raise ValueError(
-                f"num_clusters must be >= 2 (one task is not meta-learning), got "
-                f"{self.num_clusters}"
-            )
+            raise ValueError(f"num_clusters must be >= 2 (one task is not meta-learning), got {self.num_clusters}")
         if self.kmeans_n_init < 1:
             raise ValueError(f"kmeans_n_init must be >= 1, got {self.kmeans_n_init}")
         if self.lda_learning_method not in ("batch", "online"):
-            raise ValueError(
-                f"lda_learning_method must be 'batch' or 'online', got {self.lda_learning_method!r}"
-            )
+            raise ValueError(f"lda_learning_method must be 'batch' or 'online', got {self.lda_learning_method!r}")
         if self.examples_per_cluster < 0 or self.top_terms < 0:
             raise ValueError("examples_per_cluster and top_terms must be >= 0")
 
@@ -118,9 +111,7 @@ def cluster_corpus(
     return lda_clusters(texts, config, embeddings=embeddings)
 
 
-def kmeans_clusters(
-    embeddings: Any, config: ClusteringConfig, texts: Sequence[str] | None = None
-) -> Clustering:
+def kmeans_clusters(embeddings: Any, config: ClusteringConfig, texts: Sequence[str] | None = None) -> Clustering:
     """K-means on sentence embeddings (N, d); deterministic for `config.seed`."""
     from sklearn.cluster import KMeans
 
@@ -128,9 +119,7 @@ def kmeans_clusters(
     _check_sizes(len(features), config.num_clusters, texts)
     if config.normalize:
         features = features / np.clip(np.linalg.norm(features, axis=1, keepdims=True), 1e-12, None)
-    kmeans = KMeans(
-        n_clusters=config.num_clusters, n_init=config.kmeans_n_init, random_state=config.seed
-    )
+    kmeans = KMeans(n_clusters=config.num_clusters, n_init=config.kmeans_n_init, random_state=config.seed)
     ids = kmeans.fit_predict(features).astype(np.int64)
     # Representatives: the examples nearest their own centroid.
     distance = np.linalg.norm(features - kmeans.cluster_centers_[ids], axis=1)
@@ -139,9 +128,7 @@ def kmeans_clusters(
     return Clustering(ids, summary)
 
 
-def lda_clusters(
-    texts: Sequence[str], config: ClusteringConfig, embeddings: Any = None
-) -> Clustering:
+def lda_clusters(texts: Sequence[str], config: ClusteringConfig, embeddings: Any = None) -> Clustering:
     """LDA topics on word counts; each text goes to its dominant topic. Deterministic for a seed."""
     from sklearn.decomposition import LatentDirichletAllocation
     from sklearn.feature_extraction.text import CountVectorizer
@@ -157,8 +144,7 @@ def lda_clusters(
         counts = vectorizer.fit_transform(texts)
     except ValueError as error:  # empty vocabulary
         raise ValueError(
-            f"LDA found no words to count in {len(texts)} texts ({error}); lower lda_min_df or "
-            f"set lda_stop_words=None"
+            f"LDA found no words to count in {len(texts)} texts ({error}); lower lda_min_df or set lda_stop_words=None"
         ) from error
     lda = LatentDirichletAllocation(
         n_components=config.num_clusters,
@@ -184,9 +170,7 @@ def lda_clusters(
 
 def _check_sizes(num_examples: int, num_clusters: int, texts: Sequence[str] | None) -> None:
     if num_examples < num_clusters:
-        raise ValueError(
-            f"cannot cut {num_examples} examples into {num_clusters} clusters; lower num_clusters"
-        )
+        raise ValueError(f"cannot cut {num_examples} examples into {num_clusters} clusters; lower num_clusters")
     if texts is not None and len(texts) != num_examples:
         raise ValueError(f"{len(texts)} texts for {num_examples} embeddings; they must match")
 
@@ -216,16 +200,13 @@ def _summary(
             # stable sort: ties keep corpus order, so the summary is deterministic too
             members = members[np.argsort(order_key[members], kind="stable")]
             examples[str(cluster)] = [
-                str(texts[i])[: config.example_chars]
-                for i in members[: config.examples_per_cluster]
+                str(texts[i])[: config.example_chars] for i in members[: config.examples_per_cluster]
             ]
         summary["examples"] = examples
     return summary
 
 
-def _silhouette(
-    features: np.ndarray | None, ids: np.ndarray, config: ClusteringConfig
-) -> float | None:
+def _silhouette(features: np.ndarray | None, ids: np.ndarray, config: ClusteringConfig) -> float | None:
     """Mean silhouette on the embeddings, or None (no embeddings, or fewer than 2 used clusters)."""
     if features is None:
         return None

@@ -81,13 +81,9 @@ class PromptMAMLConfig:
         if self.inner_steps < 1:
             raise ValueError(f"inner_steps must be >= 1, got {self.inner_steps}")
         if self.inner_lr <= 0 or self.outer_lr <= 0:
-            raise ValueError(
-                f"inner_lr and outer_lr must be positive, got {self.inner_lr} and {self.outer_lr}"
-            )
+            raise ValueError(f"inner_lr and outer_lr must be positive, got {self.inner_lr} and {self.outer_lr}")
         if self.outer_optimizer not in OUTER_OPTIMIZERS:
-            raise ValueError(
-                f"outer_optimizer {self.outer_optimizer!r} is not one of {OUTER_OPTIMIZERS}"
-            )
+            raise ValueError(f"outer_optimizer {self.outer_optimizer!r} is not one of {OUTER_OPTIMIZERS}")
         if self.tasks_per_step < 1 or self.m < 1 or self.meta_steps < 0:
             raise ValueError(
                 f"tasks_per_step and m must be >= 1 and meta_steps >= 0, got "
@@ -227,9 +223,7 @@ def outer_update(
     optimizer.step()
 
 
-def build_outer_optimizer(
-    parameters: Iterable[Tensor], config: PromptMAMLConfig
-) -> torch.optim.Optimizer:
+def build_outer_optimizer(parameters: Iterable[Tensor], config: PromptMAMLConfig) -> torch.optim.Optimizer:
     """The outer optimizer named by config.outer_optimizer, at lr config.outer_lr.
 
     adafactor: transformers' Adafactor as in Lester et al. prompt tuning (relative_step=False,
@@ -297,8 +291,7 @@ def meta_train(
     for step in range(config.meta_steps):
         episodes: list[Episode] = sample_episodes(tasks, config.tasks_per_step, config.m, generator)
         batches = [
-            (collate(episode.support, episode.task), collate(episode.query, episode.task))
-            for episode in episodes
+            (collate(episode.support, episode.task), collate(episode.query, episode.task)) for episode in episodes
         ]
         stats: dict[str, Any] = {"step": step, "tasks": [episode.task.name for episode in episodes]}
         if baseline:

@@ -131,7 +131,10 @@ class PretrainConfig:
 
     def clustering_config(self) -> ClusteringConfig:
         return _checked(
-            ClusteringConfig, method=self.clustering, num_clusters=self.num_clusters, seed=self.seed,
+            ClusteringConfig,
+            method=self.clustering,
+            num_clusters=self.num_clusters,
+            seed=self.seed,
             **self.cluster_options,
         )
 
@@ -140,9 +143,16 @@ class PretrainConfig:
 
     def maml_config(self) -> PromptMAMLConfig:
         return _checked(
-            PromptMAMLConfig, algorithm=self.algorithm, order=self.order, inner_steps=self.inner_steps,
-            inner_lr=self.inner_lr, outer_lr=self.outer_lr, outer_optimizer=self.outer_optimizer,
-            tasks_per_step=self.tasks_per_step, m=self.m, meta_steps=self.meta_steps,
+            PromptMAMLConfig,
+            algorithm=self.algorithm,
+            order=self.order,
+            inner_steps=self.inner_steps,
+            inner_lr=self.inner_lr,
+            outer_lr=self.outer_lr,
+            outer_optimizer=self.outer_optimizer,
+            tasks_per_step=self.tasks_per_step,
+            m=self.m,
+            meta_steps=self.meta_steps,
         )
 
 
@@ -219,8 +229,10 @@ def init_spec(cfg: DictConfig, config: PretrainConfig, head_name: str) -> dict[s
         "version": SPEC_VERSION,
         "mode": config.mode,
         "corpus": {
-            "name": config.corpus, "task": corpus_task_config(config.corpus),
-            "exclude_domain": config.exclude_domain, "max_examples": config.max_examples,
+            "name": config.corpus,
+            "task": corpus_task_config(config.corpus),
+            "exclude_domain": config.exclude_domain,
+            "max_examples": config.max_examples,
             "max_length": config.max_length,
         },
         "clustering": asdict(config.clustering_config()),
@@ -229,8 +241,12 @@ def init_spec(cfg: DictConfig, config: PretrainConfig, head_name: str) -> dict[s
         "backbone": backbone,
         "head": head,
         "n_tokens": int(module.n_tokens),
-        "prompt_init": {"init": config.init, "seed": config.seed, "vocab_top_k": int(module.get("vocab_top_k", 5000)),
-                        "init_std": float(module.get("init_std", 0.02))},
+        "prompt_init": {
+            "init": config.init,
+            "seed": config.seed,
+            "vocab_top_k": int(module.get("vocab_top_k", 5000)),
+            "init_std": float(module.get("init_std", 0.02)),
+        },
     }
 
 
@@ -303,7 +319,11 @@ def pad(sequences: Sequence[Sequence[int]], pad_id: int) -> tuple[Tensor, Tensor
 
 
 def make_init(
-    cfg: DictConfig, config: PretrainConfig, adapter: BackboneAdapter, method: nn.Module, build_head: HeadBuilder,
+    cfg: DictConfig,
+    config: PretrainConfig,
+    adapter: BackboneAdapter,
+    method: nn.Module,
+    build_head: HeadBuilder,
     workspace: Path,
 ) -> None:
     """Fill `workspace` with prompt.safetensors, clusters.json, history.json (and heads.safetensors)."""
@@ -312,8 +332,11 @@ def make_init(
     grad_flags = {name: p.requires_grad for name, p in adapter.named_parameters()}
     adapter.requires_grad_(False)  # frozen for the whole of meta-training, whatever the run does later
     adapter.eval()  # no dropout: the inner and outer losses see the same function
-    device = torch.device("cuda") if torch.cuda.is_available() and cfg.trainer.get("accelerator") in (
-        "gpu", "cuda", "auto") else torch.device("cpu")
+    device = (
+        torch.device("cuda")
+        if torch.cuda.is_available() and cfg.trainer.get("accelerator") in ("gpu", "cuda", "auto")
+        else torch.device("cpu")
+    )
     home = adapter.input_embeddings.weight.device
     adapter.to(device)
     try:
@@ -321,8 +344,9 @@ def make_init(
         clustering_config = config.clustering_config()
         embeddings = embed_corpus(adapter, texts, config.max_length, config.embed_batch_size)
         clustering = cluster_corpus(clustering_config, texts=texts, embeddings=embeddings)
-        tasks = build_auxiliary_tasks(texts, clustering.ids, config.task_config(), labels=labels,
-                                      label_names=label_names)
+        tasks = build_auxiliary_tasks(
+            texts, clustering.ids, config.task_config(), labels=labels, label_names=label_names
+        )
         maml = config.maml_config()
         kept = usable_tasks(tasks, maml.m)
         if len(kept) < maml.tasks_per_step:
@@ -333,19 +357,25 @@ def make_init(
             )
         spaces = {names: f"s{i}" for i, names in enumerate(dict.fromkeys(task.label_names for task in kept))}
         torch.manual_seed(config.seed)  # a linear head's initial weights
-        heads = {space: build_head(cfg.head, adapter, names, method, cfg.method.name) for names, space in spaces.items()}
+        heads = {
+            space: build_head(cfg.head, adapter, names, method, cfg.method.name) for names, space in spaces.items()
+        }
         model = PromptedHeads(adapter, heads, initial_prompt(adapter, method, config)).to(device)
         params = model.meta_parameters()
         add_mask = next(iter(heads.values())).needs_mask_token(adapter)
         separator = adapter.tokenizer.sep_token or "|"
 
         def collate(examples: Sequence[Example], task: AuxiliaryTask) -> dict[str, Any]:
-            ids = adapter.encode_texts([render(e.text, separator) for e in examples], config.max_length,
-                                       add_mask=add_mask)
+            ids = adapter.encode_texts(
+                [render(e.text, separator) for e in examples], config.max_length, add_mask=add_mask
+            )
             input_ids, mask = pad(ids, adapter.tokenizer.pad_token_id)
-            return {"input_ids": input_ids.to(device), "attention_mask": mask.to(device),
-                    "labels": torch.tensor([e.label for e in examples], device=device),
-                    "space": spaces[task.label_names]}
+            return {
+                "input_ids": input_ids.to(device),
+                "attention_mask": mask.to(device),
+                "labels": torch.tensor([e.label for e in examples], device=device),
+                "space": spaces[task.label_names],
+            }
 
         def loss_fn(values: dict[str, Tensor], batch: dict[str, Any]) -> Tensor:
             return functional_call(model, dict(values), (batch,))
@@ -353,30 +383,69 @@ def make_init(
         def on_step(step: int, stats: dict[str, Any]) -> None:
             if config.log_every and (step + 1) % config.log_every == 0:
                 loss = stats.get("query_loss", stats.get("loss"))
-                log.info("%s init: step %d/%d, loss %.4f, %.1fs", config.mode, step + 1, maml.meta_steps, loss,
-                         time.perf_counter() - started)
+                log.info(
+                    "%s init: step %d/%d, loss %.4f, %.1fs",
+                    config.mode,
+                    step + 1,
+                    maml.meta_steps,
+                    loss,
+                    time.perf_counter() - started,
+                )
 
         optimizer = build_outer_optimizer(params.values(), maml)
         meta_started = time.perf_counter()
         with attention_for(maml):
             # one generator for the whole run (an int would re-seed every step: the same episodes each time)
             episodes = torch.Generator().manual_seed(config.seed)
-            history = meta_train(params, kept, loss_fn, collate, maml, generator=episodes, optimizer=optimizer,
-                                 baseline=config.mode == "multitask", on_step=on_step)
+            history = meta_train(
+                params,
+                kept,
+                loss_fn,
+                collate,
+                maml,
+                generator=episodes,
+                optimizer=optimizer,
+                baseline=config.mode == "multitask",
+                on_step=on_step,
+            )
         meta_seconds = time.perf_counter() - meta_started
         save_file({"prompt_embeddings": model.prompt.detach().float().cpu().contiguous()}, str(workspace / PROMPT_FILE))
         head_tensors = {n: p.detach().float().cpu().contiguous() for n, p in params.items() if n != "prompt"}
         if head_tensors:
             save_file(head_tensors, str(workspace / HEADS_FILE))
-        summary = {**clustering.summary, "corpus": config.corpus, "exclude_domain": config.exclude_domain,
-                   "tasks": [{"name": t.name, "format": t.format, "size": len(t), "label_names": list(t.label_names),
-                              "used": t in kept} for t in tasks]}
+        summary = {
+            **clustering.summary,
+            "corpus": config.corpus,
+            "exclude_domain": config.exclude_domain,
+            "tasks": [
+                {
+                    "name": t.name,
+                    "format": t.format,
+                    "size": len(t),
+                    "label_names": list(t.label_names),
+                    "used": t in kept,
+                }
+                for t in tasks
+            ],
+        }
         (workspace / CLUSTERS_FILE).write_text(json.dumps(summary, indent=2, default=str))
-        (workspace / HISTORY_FILE).write_text(json.dumps({
-            "mode": config.mode, "meta_steps": maml.meta_steps, "meta_train_seconds": meta_seconds,
-            "total_seconds": time.perf_counter() - started, "device": str(device), "steps": history,
-        }, indent=1, default=str))
-        log.info("%s init made in %.1fs (meta-training %.1fs)", config.mode, time.perf_counter() - started, meta_seconds)
+        (workspace / HISTORY_FILE).write_text(
+            json.dumps(
+                {
+                    "mode": config.mode,
+                    "meta_steps": maml.meta_steps,
+                    "meta_train_seconds": meta_seconds,
+                    "total_seconds": time.perf_counter() - started,
+                    "device": str(device),
+                    "steps": history,
+                },
+                indent=1,
+                default=str,
+            )
+        )
+        log.info(
+            "%s init made in %.1fs (meta-training %.1fs)", config.mode, time.perf_counter() - started, meta_seconds
+        )
     finally:
         adapter.to(home)
         adapter.train(was_training)
@@ -395,7 +464,10 @@ def attention_for(maml: PromptMAMLConfig) -> contextlib.AbstractContextManager:
 def initial_prompt(adapter: BackboneAdapter, method: nn.Module, config: PretrainConfig) -> Tensor:
     """The prompt meta-training starts from: PromptTuning's vocab or random init at the pretrain seed."""
     starter = PromptTuning(
-        n_tokens=method.n_tokens, init=config.init, seed=config.seed, vocab_top_k=method.vocab_top_k,
+        n_tokens=method.n_tokens,
+        init=config.init,
+        seed=config.seed,
+        vocab_top_k=method.vocab_top_k,
         init_std=method.init_std,
     )
     starter.prepare(MethodContext(adapter=adapter, label_names=(), cache_dir=""))

@@ -114,9 +114,7 @@ class TaskConfig:
             if unknown or not self.formats:
                 raise ValueError(f"task formats {unknown or '()'} are not in {TASK_FORMATS}")
         if self.negatives_from not in ("corpus", "cluster"):
-            raise ValueError(
-                f"negatives_from must be 'corpus' (PPT) or 'cluster', got {self.negatives_from!r}"
-            )
+            raise ValueError(f"negatives_from must be 'corpus' (PPT) or 'cluster', got {self.negatives_from!r}")
         if self.min_sentences < 4:
             raise ValueError(
                 f"min_sentences must be >= 4 so every sentence has a non-adjacent one ('maybe'), "
@@ -126,18 +124,14 @@ class TaskConfig:
             raise ValueError("selection_easy_negatives and selection_hard_negatives must be >= 0")
         options = 1 + self.selection_easy_negatives + self.selection_hard_negatives
         if options > len(OPTION_LETTERS):
-            raise ValueError(
-                f"{options} selection options exceed the {len(OPTION_LETTERS)} letters"
-            )
+            raise ValueError(f"{options} selection options exceed the {len(OPTION_LETTERS)} letters")
         if self.selection_easy_negatives > self.min_sentences - 3:
             raise ValueError(
                 f"selection_easy_negatives={self.selection_easy_negatives} needs documents of at "
                 f"least {self.selection_easy_negatives + 3} sentences; raise min_sentences"
             )
         if self.pseudo_label_ways is not None and self.pseudo_label_ways < 2:
-            raise ValueError(
-                f"pseudo_label_ways must be >= 2 or None, got {self.pseudo_label_ways}"
-            )
+            raise ValueError(f"pseudo_label_ways must be >= 2 or None, got {self.pseudo_label_ways}")
         if self.pseudo_label_tasks < 1 or self.min_task_examples < 1:
             raise ValueError("pseudo_label_tasks and min_task_examples must be >= 1")
 
@@ -183,9 +177,7 @@ def build_auxiliary_tasks(
         `config.min_task_examples`.
     """
     config = config or TaskConfig()
-    ids = [
-        int(c) for c in (cluster_ids.tolist() if hasattr(cluster_ids, "tolist") else cluster_ids)
-    ]
+    ids = [int(c) for c in (cluster_ids.tolist() if hasattr(cluster_ids, "tolist") else cluster_ids)]
     if len(ids) != len(documents):
         raise ValueError(f"{len(ids)} cluster ids for {len(documents)} documents; they must match")
     if ids and min(ids) < 0:
@@ -210,11 +202,7 @@ def build_auxiliary_tasks(
                 others = kept
                 if config.negatives_from == "cluster":
                     others = [i for i in members[cluster] if sentences[i]]
-                tasks.append(
-                    _sentence_task(
-                        task_format, cluster, members[cluster], sentences, others, config, rng
-                    )
-                )
+                tasks.append(_sentence_task(task_format, cluster, members[cluster], sentences, others, config, rng))
     return [task for task in tasks if len(task) >= config.min_task_examples]
 
 
@@ -230,9 +218,7 @@ def _label_tasks(documents, members, clusters, labels, label_names) -> list[Auxi
     return [
         AuxiliaryTask(
             name=f"labels/cluster_{cluster}",
-            examples=[
-                Example(document_text(documents[i]), int(labels[i])) for i in members[cluster]
-            ],
+            examples=[Example(document_text(documents[i]), int(labels[i])) for i in members[cluster]],
             label_names=names,
             format="labels",
             clusters=(cluster,),
@@ -243,9 +229,7 @@ def _label_tasks(documents, members, clusters, labels, label_names) -> list[Auxi
 
 def _pseudo_label_tasks(documents, members, clusters, config, rng, cluster_names):
     if cluster_names is not None and len(cluster_names) <= max(clusters, default=-1):
-        raise ValueError(
-            f"{len(cluster_names)} cluster_names for cluster ids up to {max(clusters)}"
-        )
+        raise ValueError(f"{len(cluster_names)} cluster_names for cluster ids up to {max(clusters)}")
     if config.pseudo_label_ways is None:
         groups = [tuple(clusters)]
     else:
@@ -255,19 +239,14 @@ def _pseudo_label_tasks(documents, members, clusters, config, rng, cluster_names
                 f"non-empty clusters; lower it or raise num_clusters"
             )
         groups = [
-            tuple(sorted(rng.sample(clusters, config.pseudo_label_ways)))
-            for _ in range(config.pseudo_label_tasks)
+            tuple(sorted(rng.sample(clusters, config.pseudo_label_ways))) for _ in range(config.pseudo_label_tasks)
         ]
     tasks = []
     for group in groups:
         examples = [
-            Example(document_text(documents[i]), label)
-            for label, cluster in enumerate(group)
-            for i in members[cluster]
+            Example(document_text(documents[i]), label) for label, cluster in enumerate(group) for i in members[cluster]
         ]
-        names = tuple(
-            str(cluster_names[c]) if cluster_names is not None else f"cluster {c}" for c in group
-        )
+        names = tuple(str(cluster_names[c]) if cluster_names is not None else f"cluster {c}" for c in group)
         tasks.append(
             AuxiliaryTask(
                 name="pseudo_label/clusters_" + "_".join(map(str, group)),
@@ -340,9 +319,7 @@ def _sentence_task(task_format, cluster, member_ids, sentences, others, config, 
                 else:
                     examples.append(Example((doc[i + 1], sentence), 1))
             else:  # next_sentence_selection
-                examples.append(
-                    _selection_example(rng, document, i, doc, others, sentences, config)
-                )
+                examples.append(_selection_example(rng, document, i, doc, others, sentences, config))
     label_names = {
         "next_sentence": NEXT_SENTENCE_LABELS,
         "sentence_order": SENTENCE_ORDER_LABELS,
@@ -365,10 +342,7 @@ def _selection_example(rng, document, i, doc, others, sentences, config) -> Exam
     easy: list[int] = []
     for _ in range(config.selection_easy_negatives):
         easy.append(_non_adjacent(rng, i, len(doc), exclude=easy))
-    hard = [
-        _other_document_sentence(rng, document, others, sentences)
-        for _ in range(config.selection_hard_negatives)
-    ]
+    hard = [_other_document_sentence(rng, document, others, sentences) for _ in range(config.selection_hard_negatives)]
     options = [doc[true_index]] + [doc[r] for r in easy] + hard
     order = list(range(len(options)))
     rng.shuffle(order)
@@ -425,7 +399,4 @@ def sample_episodes(
 ) -> list[Episode]:
     """One meta-batch: `tasks_per_step` tasks, one disjoint support/query episode each."""
     generator = as_generator(generator)
-    return [
-        sample_episode(task, m, generator)
-        for task in sample_task_batch(tasks, tasks_per_step, generator)
-    ]
+    return [sample_episode(task, m, generator) for task in sample_task_batch(tasks, tasks_per_step, generator)]

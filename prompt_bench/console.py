@@ -7,9 +7,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-
-def _percent(value: float | None) -> str:
-    return "-" if value is None else f"{100 * value:.1f}"
+from prompt_bench.scores import percent
 
 
 def summary_rows(record: dict[str, Any]) -> list[tuple[str, str]]:
@@ -22,18 +20,27 @@ def summary_rows(record: dict[str, Any]) -> list[tuple[str, str]]:
         ("dataset", f"{config.get('dataset', {}).get('name')} (k_shot={config.get('dataset', {}).get('k_shot')})"),
         ("seed", str(config.get("seed"))),
         ("primary metric", str(metrics.get("primary_metric", "-"))),
-        ("zero-shot acc / F1", f"{_percent(metrics.get('zero_shot/acc'))} / {_percent(metrics.get('zero_shot/f1'))}"),
-        ("test acc / F1", f"{_percent(metrics.get('test/acc'))} / {_percent(metrics.get('test/f1'))}"),
+        ("zero-shot acc / F1", f"{percent(metrics.get('zero_shot/acc'))} / {percent(metrics.get('zero_shot/f1'))}"),
+        ("test acc / F1", f"{percent(metrics.get('test/acc'))} / {percent(metrics.get('test/f1'))}"),
     ]
     if "test/hmean" in metrics:  # base-to-new runs (dual encoders)
         rows += [
-            (f"{prefix} base / new / H", " / ".join(_percent(metrics.get(f"{split}/{name}")) for name in ("base_acc", "new_acc", "hmean")))
+            (
+                f"{prefix} base / new / H",
+                " / ".join(percent(metrics.get(f"{split}/{name}")) for name in ("base_acc", "new_acc", "hmean")),
+            )
             for prefix, split in (("zero-shot", "zero_shot"), ("test", "test"))
         ]
     if efficiency:
         rows += [
-            ("trainable params", f"{efficiency['trainable_params']:,} ({efficiency['trainable_pct_of_backbone']:.3f}% of backbone)"),
-            ("train time", f"{efficiency['train_seconds']:.0f} s ({efficiency['train_samples_per_s'] or 0:.1f} samples/s)"),
+            (
+                "trainable params",
+                f"{efficiency['trainable_params']:,} ({efficiency['trainable_pct_of_backbone']:.3f}% of backbone)",
+            ),
+            (
+                "train time",
+                f"{efficiency['train_seconds']:.0f} s ({efficiency['train_samples_per_s'] or 0:.1f} samples/s)",
+            ),
             ("peak RSS", f"{efficiency['peak_rss_mb']:.0f} MiB"),
         ]
     return rows

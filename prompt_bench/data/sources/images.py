@@ -24,7 +24,16 @@ from prompt_bench.errors import DataError
 FASHION_MNIST_DIR = "/usr/share/datasets/fashion-mnist"
 # Fashion-MNIST's ten labels (0-9), as CLIP reads them best: "T-shirt/top" -> "t-shirt".
 FASHION_MNIST_CLASSES = (
-    "t-shirt", "trouser", "pullover", "dress", "coat", "sandal", "shirt", "sneaker", "bag", "ankle boot",
+    "t-shirt",
+    "trouser",
+    "pullover",
+    "dress",
+    "coat",
+    "sandal",
+    "shirt",
+    "sneaker",
+    "bag",
+    "ankle boot",
 )
 FASHION_MNIST_SETUP = (
     "Fashion-MNIST is read from Debian's dataset-fashion-mnist package ({root} is missing); install it with "
@@ -33,8 +42,14 @@ FASHION_MNIST_SETUP = (
 )
 # Colours of the synthetic image task, one per class (names are one WordPiece token each).
 SYNTHETIC_COLOURS = {
-    "red": (220, 40, 40), "green": (40, 180, 60), "blue": (40, 70, 220), "yellow": (230, 220, 40),
-    "black": (15, 15, 15), "white": (245, 245, 245), "brown": (130, 80, 30), "orange": (250, 150, 20),
+    "red": (220, 40, 40),
+    "green": (40, 180, 60),
+    "blue": (40, 70, 220),
+    "yellow": (230, 220, 40),
+    "black": (15, 15, 15),
+    "white": (245, 245, 245),
+    "brown": (130, 80, 30),
+    "orange": (250, 150, 20),
 }
 
 
@@ -49,7 +64,9 @@ class ImageExamples:
     def __post_init__(self) -> None:
         labels = tuple(int(label) for label in self.labels)
         if not len(self.images) == len(labels) == len(self.keys):
-            raise DataError(f"ImageExamples got {len(self.images)} images, {len(labels)} labels and {len(self.keys)} keys.")
+            raise DataError(
+                f"ImageExamples got {len(self.images)} images, {len(labels)} labels and {len(self.keys)} keys."
+            )
         object.__setattr__(self, "labels", labels)
 
     def __len__(self) -> int:
@@ -147,8 +164,15 @@ def fashion_mnist(root: str = FASHION_MNIST_DIR) -> Task:
 
 
 def fashion_mnist_available(root: str = FASHION_MNIST_DIR) -> bool:
-    return all((Path(root) / f"{name}.gz").is_file() or (Path(root) / name).is_file() for name in (
-        "train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"))
+    return all(
+        (Path(root) / f"{name}.gz").is_file() or (Path(root) / name).is_file()
+        for name in (
+            "train-images-idx3-ubyte",
+            "train-labels-idx1-ubyte",
+            "t10k-images-idx3-ubyte",
+            "t10k-labels-idx1-ubyte",
+        )
+    )
 
 
 def _first_existing(root: Path, name: str) -> Path:
@@ -202,16 +226,20 @@ def hub_images(
 
     Class names come from `label_names`, else the label column's ClassLabel names ("_" -> " ").
     """
-    from prompt_bench.data.sources import _load_hub_dataset  # one offline check for every hub source
+    from prompt_bench.data.sources.hub import _load_hub_dataset  # one offline check for every hub source
 
     dataset = _load_hub_dataset(path, name)
     for split in (train_split, test_split):
         if split not in dataset:
-            raise DataError(f"hub dataset '{path}' has no split '{split}' (splits: {list(dataset)}); set dataset.task.{'train' if split == train_split else 'test'}_split.")
+            raise DataError(
+                f"hub dataset '{path}' has no split '{split}' (splits: {list(dataset)}); set dataset.task.{'train' if split == train_split else 'test'}_split."
+            )
     feature = dataset[train_split].features.get(label_column)
     if label_names is None:
         if not hasattr(feature, "names"):
-            raise DataError(f"hub dataset '{path}' has no class names on '{label_column}'; set dataset.task.label_names.")
+            raise DataError(
+                f"hub dataset '{path}' has no class names on '{label_column}'; set dataset.task.label_names."
+            )
         label_names = [str(n).replace("_", " ") for n in feature.names]
 
     def examples(split: str) -> ImageExamples:

@@ -16,7 +16,12 @@ class Contextualizer(nn.Module):
     """
 
     def __init__(
-        self, model_dim: int, width: int = 32, heads: int = 4, feedforward: int = 64, layers: int = 2,
+        self,
+        model_dim: int,
+        width: int = 32,
+        heads: int = 4,
+        feedforward: int = 64,
+        layers: int = 2,
         dropout: float = 0.1,
     ) -> None:
         super().__init__()

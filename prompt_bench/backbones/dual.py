@@ -21,7 +21,7 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-from prompt_bench.backbones.base import AdapterBase
+from prompt_bench.backbones.base import AdapterBase, last_positions
 from prompt_bench.errors import ConfigError
 
 INPUT_KINDS = ("image", "text")
@@ -130,11 +130,6 @@ class DualEncoderAdapter(AdapterBase):
     def input_features(self, batch: dict[str, Tensor]) -> Tensor:
         """A batch (pixel_values, or input_ids + attention_mask) -> (B, D) input-tower features."""
         raise NotImplementedError
-
-
-def last_positions(attention_mask: Tensor) -> Tensor:
-    """(N, L) right-padded mask -> (N,) index of the last real token (CLIP's [EOS])."""
-    return attention_mask.sum(dim=1).long() - 1
 
 
 def causal_mask(attention_mask: Tensor, dtype: torch.dtype) -> Tensor:

@@ -20,9 +20,9 @@ from torch import Tensor, nn
 
 from prompt_bench.errors import ConfigError
 from prompt_bench.methods.base import MethodContext
-from prompt_bench.methods.contextualizer import Contextualizer
 from prompt_bench.methods.prompt_tuning import PromptTuning
-from prompt_bench.methods.vector_quantizer import EVAL_CODES, SampledQuantizer
+from prompt_bench.methods.vip.contextualizer import Contextualizer
+from prompt_bench.methods.vip.quantizer import EVAL_CODES, SampledQuantizer
 
 CODEBOOK_INITS = ("offset_rows", "vocab")
 
@@ -77,11 +77,20 @@ class VIP(PromptTuning):
             )
         self.n_codes = n_codes if n_codes > 0 else 10 * self.n_tokens
         self.quantizer_options = dict(
-            n_samples=n_samples, temperature=temperature, commitment_cost=commitment_cost, ema_decay=ema_decay,
-            ema_epsilon=ema_epsilon, textbook_ema=textbook_ema, eval_code=eval_code, sample_at_eval=sample_at_eval,
+            n_samples=n_samples,
+            temperature=temperature,
+            commitment_cost=commitment_cost,
+            ema_decay=ema_decay,
+            ema_epsilon=ema_epsilon,
+            textbook_ema=textbook_ema,
+            eval_code=eval_code,
+            sample_at_eval=sample_at_eval,
         )
         self.context_options = dict(
-            width=context_width, heads=context_heads, feedforward=context_feedforward, layers=context_layers,
+            width=context_width,
+            heads=context_heads,
+            feedforward=context_feedforward,
+            layers=context_layers,
             dropout=context_dropout,
         )
         self.code_norm = code_norm

@@ -1,4 +1,5 @@
-"""Efficiency measurements for the record: parameters, prompt bytes, time, throughput, memory."""
+"""Lightning callbacks for throughput and epoch lines, and the efficiency numbers of the record: parameters,
+prompt bytes, time, throughput, memory."""
 
 from __future__ import annotations
 
