@@ -84,10 +84,7 @@ class BackboneAdapter(AdapterBase):
     def layer_prefix_support(self) -> str | None:
         """None when this backbone takes deep prompts, else a sentence saying why not."""
         if not self.takes_layer_prefixes:
-            # Imported here: the registry imports every family module, which imports this one.
-            from prompt_bench.backbones import ADAPTERS
-
-            families = ", ".join(family for family, adapter in ADAPTERS.items() if adapter.takes_layer_prefixes)
+            families = ", ".join(prefix_taking_families())
             return (
                 f"backbone '{self.name}' is a {self.family} model, which takes no per-layer prefixes; deep prompts "
                 f"work with backbone families {families}"
@@ -216,3 +213,16 @@ class BackboneAdapter(AdapterBase):
     def label_word_scores(self, output: BackboneOutput, input_ids: Tensor, label_token_ids: list[list[int]]) -> Tensor:
         """(B, C) log-likelihood-style scores of each class's label word."""
         raise NotImplementedError
+
+
+def prefix_taking_families() -> list[str]:
+    """The families whose adapters take deep prompts, in definition order (every family module
+    subclasses BackboneAdapter, so no registry import is needed here)."""
+    families: list[str] = []
+    pending = list(BackboneAdapter.__subclasses__())
+    while pending:
+        adapter = pending.pop(0)
+        pending.extend(adapter.__subclasses__())
+        if adapter.family and adapter.takes_layer_prefixes and adapter.family not in families:
+            families.append(adapter.family)
+    return families

@@ -28,7 +28,7 @@ def hf_dataset(
 
     `label_names` overrides the ClassLabel names (same count), e.g. with words a verbalizer can use.
     """
-    dataset_dict = _load_hub_dataset(path, name)
+    dataset_dict = load_hub_dataset(path, name)
     where = path if name is None else f"{path}/{name}"
     text_columns = _as_list(text_fields)
     frames, raw_labels = {}, {}
@@ -72,7 +72,7 @@ def _hub_label_names(label_feature, label_names, where: str):
     return label_names
 
 
-def _load_hub_dataset(path: str, name: str | None):
+def load_hub_dataset(path: str, name: str | None):
     """`datasets.load_dataset(path, name)`, failing within seconds when the hub cannot be reached."""
     import datasets
 

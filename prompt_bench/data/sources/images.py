@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from prompt_bench.data.sources.hub import load_hub_dataset  # one offline check for every hub source
 from prompt_bench.data.tasks import Task
 from prompt_bench.errors import DataError
 
@@ -226,9 +227,7 @@ def hub_images(
 
     Class names come from `label_names`, else the label column's ClassLabel names ("_" -> " ").
     """
-    from prompt_bench.data.sources.hub import _load_hub_dataset  # one offline check for every hub source
-
-    dataset = _load_hub_dataset(path, name)
+    dataset = load_hub_dataset(path, name)
     for split in (train_split, test_split):
         if split not in dataset:
             raise DataError(
