@@ -26,6 +26,9 @@ from prompt_bench.backbones.prefixes import (
 )
 from prompt_bench.errors import ConfigError
 
+TEXT_FAMILIES = ("encoder", "seq2seq", "causal")
+"""The text families, in the order sentences list them."""
+
 POOLINGS = ("mean", "cls", "last")
 
 
@@ -216,13 +219,10 @@ class BackboneAdapter(AdapterBase):
 
 
 def prefix_taking_families() -> list[str]:
-    """The families whose adapters take deep prompts, in definition order (every family module
-    subclasses BackboneAdapter, so no registry import is needed here)."""
-    families: list[str] = []
-    pending = list(BackboneAdapter.__subclasses__())
-    while pending:
-        adapter = pending.pop(0)
-        pending.extend(adapter.__subclasses__())
-        if adapter.family and adapter.takes_layer_prefixes and adapter.family not in families:
-            families.append(adapter.family)
-    return families
+    """The text families whose adapters take deep prompts, in TEXT_FAMILIES order (every family
+    module subclasses BackboneAdapter, so no registry import is needed here)."""
+    adapters = list(BackboneAdapter.__subclasses__())
+    for adapter in adapters:
+        adapters.extend(adapter.__subclasses__())
+    taking = {adapter.family for adapter in adapters if adapter.family and adapter.takes_layer_prefixes}
+    return sorted(taking, key=lambda family: (TEXT_FAMILIES + (family,)).index(family))
