@@ -34,7 +34,7 @@ def check_config(cfg: DictConfig) -> None:
         ("method.optimizer.lr", cfg.method.optimizer.get("lr")),
         ("method.head_lr", cfg.method.get("head_lr")),
     ):
-        if lr is None and name == "method.head_lr":
+        if lr is None:  # not composed (no head lr; DePT's follows method.base): the builder's checks speak
             continue
         if isinstance(lr, bool) or not isinstance(lr, (int, float)) or not lr > 0:
             raise ConfigError(
