@@ -4,7 +4,6 @@ and that training moves the prompt learner only."""
 from __future__ import annotations
 
 import pytest
-import pytorch_lightning as pl
 import torch
 from torch.nn import functional as F
 
@@ -14,6 +13,7 @@ from prompt_bench.build import build_experiment
 from prompt_bench.methods.base import MethodContext
 from prompt_bench.methods.coop import CoCoOp, CoOp, KgCoOp
 from prompt_bench.schedules import warmup_cosine
+from tests.helpers.training import fit
 
 NAMES = ("red", "green", "blue")
 TRAIN = ("backbone=tiny_clip", "dataset=synthetic_images", "logger=none", "method.optimizer.lr=0.05")
@@ -92,20 +92,6 @@ def test_warmup_cosine_holds_the_warmup_rate_then_follows_the_cosine():
 
 def snapshot(module):
     return {name: p.detach().clone() for name, p in module.named_parameters()}
-
-
-def fit(experiment, steps):
-    trainer = pl.Trainer(
-        max_steps=steps,
-        max_epochs=-1,
-        logger=False,
-        enable_checkpointing=False,
-        limit_val_batches=0,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        accelerator="cpu",
-    )
-    trainer.fit(experiment.module, datamodule=experiment.datamodule)
 
 
 @pytest.mark.parametrize("method", ["coop", "cocoop", "kgcoop"])

@@ -14,6 +14,7 @@ from prompt_bench.data.sources.images import FASHION_MNIST_DIR, fashion_mnist_av
 from prompt_bench.methods.dept import CatHead, FiLM
 from prompt_bench.run import run_experiment
 from prompt_bench.scores import harmonic_mean
+from tests.helpers.training import fit as helpers_fit
 
 TINY = ("backbone=tiny_clip", "dataset=synthetic_images", "logger=none")
 D, C_BASE = 32, 3
@@ -113,17 +114,7 @@ def test_head_learning_rate_is_lr_ratio_times_the_prompts(dept_experiment):
 
 def fit(experiment, steps: int) -> None:
     pl.seed_everything(0)
-    trainer = pl.Trainer(
-        max_steps=steps,
-        max_epochs=-1,
-        logger=False,
-        enable_checkpointing=False,
-        limit_val_batches=0,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        accelerator="cpu",
-    )
-    trainer.fit(experiment.module, datamodule=experiment.datamodule)
+    helpers_fit(experiment, steps)
 
 
 @pytest.mark.parametrize("base", ["coop", "kgcoop", "cocoop"])

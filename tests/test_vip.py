@@ -14,6 +14,7 @@ from prompt_bench.errors import ConfigError
 from prompt_bench.methods.vip import VIP
 from prompt_bench.methods.vip.quantizer import SampledQuantizer
 from prompt_bench.run import run_experiment
+from tests.helpers.training import fit
 
 # Tiny random backbones have embedding norms ~0.2: codes of norm 100 would drown the input, so the
 # tests match the codebook to the backbone (code_norm=null); the official 100 is checked on its own.
@@ -29,22 +30,6 @@ def build(make_config, *overrides: str, backbone: str = "tiny_bert", **kwargs):
 
 def first_batch(experiment, split: str = "train") -> dict[str, torch.Tensor]:
     return next(iter(getattr(experiment.datamodule, f"{split}_dataloader")()))
-
-
-def fit(experiment, steps: int, callbacks=()) -> pl.Trainer:
-    trainer = pl.Trainer(
-        max_steps=steps,
-        max_epochs=-1,
-        logger=False,
-        enable_checkpointing=False,
-        limit_val_batches=0,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        accelerator="cpu",
-        callbacks=list(callbacks),
-    )
-    trainer.fit(experiment.module, datamodule=experiment.datamodule)
-    return trainer
 
 
 @pytest.mark.parametrize("backbone", FAMILIES)

@@ -22,8 +22,8 @@ def changed(before: dict[str, torch.Tensor], module: torch.nn.Module) -> set[str
     return {name for name, p in module.named_parameters() if not torch.equal(before[name], p.detach())}
 
 
-def train(experiment, steps: int) -> LossHistory:
-    history = LossHistory()
+def fit(experiment, steps: int, callbacks=()) -> pl.Trainer:
+    """`steps` optimizer steps on the CPU, no validation, logging or checkpoints."""
     trainer = pl.Trainer(
         max_steps=steps,
         max_epochs=-1,
@@ -32,8 +32,15 @@ def train(experiment, steps: int) -> LossHistory:
         limit_val_batches=0,
         enable_progress_bar=False,
         enable_model_summary=False,
-        callbacks=[history],
         accelerator="cpu",
+        callbacks=list(callbacks),
     )
     trainer.fit(experiment.module, datamodule=experiment.datamodule)
+    return trainer
+
+
+def train(experiment, steps: int) -> LossHistory:
+    """`fit` with the loss of every step recorded."""
+    history = LossHistory()
+    fit(experiment, steps, callbacks=[history])
     return history
