@@ -42,6 +42,7 @@ from prompt_bench.records import (
     write_json_atomic,
 )
 from prompt_bench.run_lock import RunLock, owner_text
+from prompt_bench.scores import dev_score
 from prompt_bench.training import fit_and_test
 from prompt_bench.validate import check_config, check_output_dir, check_positions
 
@@ -265,7 +266,8 @@ def is_multirun() -> bool:
 
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="config")
 def main(cfg: DictConfig) -> float | None:
-    """Console script `prompt-bench`. Returns the primary test metric (for Hydra sweepers)."""
+    """Console script `prompt-bench`. Returns the run's best dev score, never a test score: a Hydra
+    sweeper (hparams_search=...) maximizes what this returns, so it must not see the test split."""
     os.environ.setdefault("WANDB_MODE", "offline")
     if is_multirun():  # one name for every job of the sweep (a `now` default differs per job)
         with open_dict(cfg):
@@ -273,11 +275,11 @@ def main(cfg: DictConfig) -> float | None:
     drop_unused_transfer(cfg)
     record = run_experiment(cfg)
     if is_multirun():
-        return (record.get("metrics") or {}).get("test/primary")  # a failure: the tally exits 1
+        return dev_score(record.get("metrics") or {})  # a failure: None, and the tally exits 1
     print("\n".join(tally_lines(OUTCOMES[-1:])), flush=True)
     if record["status"] not in ("ok", "skipped"):
         sys.exit(1)
-    return (record.get("metrics") or {}).get("test/primary")
+    return dev_score(record.get("metrics") or {})
 
 
 if __name__ == "__main__":

@@ -18,3 +18,15 @@ def percent(value: float | None) -> str:
     if value is None or math.isnan(value):
         return "-"
     return f"{100 * value:.1f}"
+
+
+def dev_score(metrics: dict) -> float | None:
+    """The best dev (validation) score of the metric the run selected its checkpoint on, or None.
+
+    `val/primary_best` when the record has it, else `val/<primary_metric>_best` (records written
+    before it existed; a base-to-new run's primary is H, which has no dev score, so None).
+    """
+    value = metrics.get("val/primary_best")
+    if value is None:
+        value = metrics.get(f"val/{metrics.get('primary_metric')}_best")
+    return None if value is None else float(value)

@@ -100,6 +100,8 @@ def fit_and_test(cfg: DictConfig, experiment: Experiment, run_dir: Path, run_key
     metrics["test/primary"] = metrics[f"test/{primary}"]
     metrics["primary_metric"] = primary
     metrics.update(module.best_validation_scores())
+    if f"val/{metric}_best" in metrics:  # the dev score the checkpoint was selected on (what sweepers tune)
+        metrics["val/primary_best"] = metrics[f"val/{metric}_best"]
 
     if cfg.save_prompt:
         save_prompt(experiment, run_dir, cfg)

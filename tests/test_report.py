@@ -86,7 +86,7 @@ def test_unknown_column_or_metric_is_a_sentence(sweep_root: Path) -> None:
 def test_write_report_files_and_plots(sweep_root: Path, tmp_path: Path) -> None:
     out = tmp_path / "report"
     report = write_report(load_records(sweep_root), out, GROUP, columns=["efficiency.train_seconds"])
-    assert set(report.files) == {"csv", "md", "tex", "scaling", "heatmap"}
+    assert set(report.files) == {"csv", "md", "tex", "html", "scaling", "heatmap"}
     csv = pd.read_csv(out / "report.csv")
     full = csv[(csv["method"] == "prompt_tuning") & (csv["backbone"] == "minilm") & (csv["dataset"] == "bbc_news")]
     assert full["mean"].item() == pytest.approx(0.85) and full["std"].item() == pytest.approx(0.05)
@@ -134,6 +134,7 @@ def test_cli_writes_report(sweep_root: Path, tmp_path: Path) -> None:
         "report.md",
         "report.csv",
         "report.tex",
+        "report.html",
         "scaling.png",
         "heatmap.png",
     }

@@ -12,13 +12,17 @@ from pathlib import Path
 
 import pandas as pd
 
+from prompt_bench.report.formats import markdown_table
 from prompt_bench.report.load import SHORT_NAMES
-from prompt_bench.report.output import markdown_table
 from prompt_bench.report.tables import latest_per_run
 from prompt_bench.scores import harmonic_mean
 
 GROUPS = ("method", "backbone", "dataset")
 SCORES = {"base": "base_acc", "new": "new_acc"}
+NOTE = (
+    "Base / new: mean ± sample std over seeds of test accuracy on each half's own classes; "
+    "H = harmonic mean of the mean base and new accuracies; ΔH = H(+DePT) − H(its base method)."
+)
 
 
 def has_base_to_new(frame: pd.DataFrame) -> bool:
@@ -82,9 +86,5 @@ def write_base_to_new(frame: pd.DataFrame, out_dir: Path) -> tuple[pd.DataFrame,
     out_dir = Path(out_dir)
     files = {"base2new csv": out_dir / "base2new.csv", "base2new md": out_dir / "base2new.md"}
     summary.to_csv(files["base2new csv"], index=False)
-    note = (
-        "Base / new: mean ± sample std over seeds of test accuracy on each half's own classes; "
-        "H = harmonic mean of the mean base and new accuracies; ΔH = H(+DePT) − H(its base method)."
-    )
-    files["base2new md"].write_text(f"# Base-to-new\n\n{markdown_table(table, 3)}\n\n{note}\n")
+    files["base2new md"].write_text(f"# Base-to-new\n\n{markdown_table(table, 3)}\n\n{NOTE}\n")
     return table, files

@@ -1,7 +1,7 @@
 """`prompt-bench-report DIR`: tables and plots over every record.json under DIR; `--status` counts.
 
-    prompt-bench-report outputs/sweeps/2025-01-01_12-00-00 --group-by method,backbone,dataset \
-        --metric primary --columns efficiency.train_seconds,efficiency.trainable_params --out reports/
+    prompt-bench-report outputs/sweeps/2025-01-01_12-00-00 --metric primary \
+        --columns efficiency.train_seconds,efficiency.trainable_params --out reports/
     prompt-bench-report outputs/sweeps --status
 """
 
@@ -16,7 +16,6 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from prompt_bench.report.base_to_new import has_base_to_new, write_base_to_new
 from prompt_bench.report.load import iter_records, load_records
 from prompt_bench.report.output import print_table, write_report
 from prompt_bench.report.tables import DEFAULT_GROUP_BY
@@ -35,9 +34,11 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("dir", type=Path, help="a run or sweep directory (searched recursively for record.json)")
     parser.add_argument(
         "--group-by",
-        default=",".join(DEFAULT_GROUP_BY),
+        default=None,
         help="comma-separated columns: method, backbone, dataset, head, seed, sweep, or a dotted record path "
-        "such as config.dataset.k_shot (default: %(default)s)",
+        "such as config.dataset.k_shot (default: method,backbone,dataset plus every config key that differs "
+        "between the records, seed aside, so a row never averages two configs; given, it is used as is and "
+        "a group holding several configs is named in a warning)",
     )
     parser.add_argument(
         "--metric",
@@ -110,34 +111,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     for sentence in version_mixes(frame):
         console.print(f"[yellow]warning:[/yellow] {sentence}", soft_wrap=True)
-    group_by = split_names(args.group_by)
-    if group_by == list(DEFAULT_GROUP_BY) and has_transfer_runs(frame):
-        group_by.append("transfer")  # spot/panda rows of one target differ by their pair
+    base = [*DEFAULT_GROUP_BY, *(["transfer"] if has_transfer_runs(frame) else [])]  # spot/panda rows differ by pair
     try:
         report = write_report(
             frame,
             args.out or args.dir,
-            group_by,
+            None if args.group_by is None else split_names(args.group_by),
             args.metric,
             split_names(args.columns),
             source=str(args.dir),
+            base=base,
         )
     except ValueError as error:
         console.print(f"[red]error:[/red] {error}", markup=True)
         return 2
     print_table(report, console)
-    if has_base_to_new(frame):  # base-to-new runs: a base / new / H table next to the report
-        print_base_to_new(frame, args.out or args.dir, console)
     return 0
-
-
-def print_base_to_new(frame, out_dir: Path, console: Console) -> None:
-    table, files = write_base_to_new(frame, out_dir)
-    rich_table = Table(title="base-to-new")
-    for i, name in enumerate(table.columns):
-        rich_table.add_column(name, justify="left" if i < 3 else "right")
-    for row in table.itertuples(index=False):
-        rich_table.add_row(*map(str, row))
-    console.print(rich_table)
-    for name, path in files.items():
-        console.print(f"{name}: {path}", soft_wrap=True)

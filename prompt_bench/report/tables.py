@@ -13,6 +13,7 @@ from typing import Any
 
 import pandas as pd
 
+from prompt_bench.report.grouping import column_label, comparable
 from prompt_bench.report.load import SEED_COLUMN, metric_path, require_column
 from prompt_bench.scores import percent
 
@@ -32,6 +33,7 @@ STAT_COLUMNS = (
     "n_running",
     "n_collapsed",
     "zero_shot",
+    "dev",
 )
 
 
@@ -56,7 +58,7 @@ def _numeric(frame: pd.DataFrame, column: str) -> pd.Series:
 
 
 def per_run_scores(frame: pd.DataFrame, metric: str) -> pd.DataFrame:
-    """score, zero_shot and metric name per row; NaN score where the run is not `ok`.
+    """score, zero_shot, dev (best dev score) and metric name per row; NaN scores where the run is not `ok`.
 
     `primary` takes each run's `test/primary` and names it after its own `primary_metric`
     (acc for BBC, f1 for tweets); the zero-shot score is the matching `zero_shot/<acc|f1>`.
@@ -78,9 +80,23 @@ def per_run_scores(frame: pd.DataFrame, metric: str) -> pd.DataFrame:
         zero_shot = zero_shot.where(kind != score_kind, _numeric(frame, f"metrics.zero_shot/{score_kind}"))
     ok = frame["status"].eq("ok")
     return pd.DataFrame(
-        {"score": _numeric(frame, path).where(ok), "zero_shot": zero_shot.where(ok), "metric": name},
+        {
+            "score": _numeric(frame, path).where(ok),
+            "zero_shot": zero_shot.where(ok),
+            "dev": dev_scores(frame).where(ok),
+            "metric": name,
+        },
         index=frame.index,
     )
+
+
+def dev_scores(frame: pd.DataFrame) -> pd.Series:
+    """Each run's best dev score on its selection metric (scores.dev_score over the flat columns)."""
+    dev = _numeric(frame, "metrics.val/primary_best")
+    primary = frame.get("metrics.primary_metric", pd.Series(None, index=frame.index, dtype=object))
+    for kind in SCORE_KINDS:
+        dev = dev.where(dev.notna() | (primary != kind), _numeric(frame, f"metrics.val/{kind}_best"))
+    return dev
 
 
 def seed_text(seeds: Sequence[Any]) -> str:
@@ -113,6 +129,7 @@ def summarize(
     corrupt_per_sweep = corrupt["sweep_dir"].value_counts() if "sweep_dir" in corrupt else pd.Series(dtype=int)
     frame = frame[~frame["status"].eq("corrupt")]
     group_columns = [require_column(frame, name, "group-by column") for name in group_by]
+    frame = frame.assign(**{column: comparable(frame[column]) for column in group_columns})  # lists group as text
     extra_columns = [require_column(frame, name, "column") for name in columns]
     scores = per_run_scores(frame, metric)
     seeds = frame[SEED_COLUMN] if SEED_COLUMN in frame else pd.Series(math.nan, index=frame.index)
@@ -139,6 +156,7 @@ def summarize(
             n_corrupt=int(sum(corrupt_per_sweep.get(sweep, 0) for sweep in set(group.get("sweep_dir", ())))),
             n_collapsed=int(collapsed.sum()),
             zero_shot=group_scores["zero_shot"].mean(),
+            dev=group_scores["dev"].mean(),
         )
         for name, column in zip(columns, extra_columns):
             row[name] = _column_value(scored[column])
@@ -146,9 +164,12 @@ def summarize(
     return pd.DataFrame(rows, columns=[*group_by, *STAT_COLUMNS, *columns])
 
 
-def _number(value: Any) -> str:
+def number_text(value: Any) -> str:
+    """A table cell: text as is, '-' for missing, integers with thousands separators, else 3 digits."""
     if isinstance(value, str):
         return value
+    if isinstance(value, bool) or value is None:
+        return "-" if value is None else str(value).lower()
     if pd.isna(value):
         return "-"
     if float(value).is_integer() and abs(value) >= 1:
@@ -162,7 +183,7 @@ def display_table(summary: pd.DataFrame, group_by: Sequence[str], columns: Seque
     score_header = f"{metrics[0]} (%)" if len(metrics) == 1 else "score (%)"
     table = pd.DataFrame(index=summary.index)
     for name in group_by:
-        table[name] = [_number(value) for value in summary[name]]
+        table[column_label(name, group_by)] = [number_text(value) for value in summary[name]]
     if len(metrics) > 1:
         table["metric"] = summary["metric"]
     table[score_header] = [
@@ -179,5 +200,5 @@ def display_table(summary: pd.DataFrame, group_by: Sequence[str], columns: Seque
         table[label] = summary[f"n_{label}"].astype(str)
     for name in columns:  # headed by the path's last part (train_seconds) unless that is taken
         header = name.rsplit(".", 1)[-1]
-        table[name if header in table else header] = [_number(value) for value in summary[name]]
+        table[name if header in table else header] = [number_text(value) for value in summary[name]]
     return table.reset_index(drop=True)
