@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 
 import pytest
 
-BACKBONE_SIZES = {"minilm": 22.7, "mpnet": 109.5}
+BACKBONE_SIZES = {"minilm": 22.7, "mpnet": 109.5, "t5_small": 60.5}
 
 
 def write_record(
@@ -23,23 +24,32 @@ def write_record(
     train_seconds: float = 100.0,
     run_key: str | None = None,
     started_at: str = "2025-01-01T12:00:00",
+    config: dict | None = None,
+    dev: float | None = None,
+    family: str = "encoder",
 ) -> Path:
-    """A record.json shaped like prompt_bench.run writes it, in <root>/<sweep>/<run>/."""
-    run_dir = root / sweep / f"{method}_{backbone}_{dataset}_s{seed}_{status}"
+    """A record.json shaped like prompt_bench.run writes it, in <root>/<sweep>/<run>/.
+
+    config: extra entries merged into the record's config ({"method": {"optimizer": {"lr": 3.0}}});
+    the run dir's name then carries them. dev: the run's best dev score (val/primary_best).
+    """
+    config_hash = hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()[:8] if config else ""
+    run_dir = root / sweep / "_".join(filter(None, (f"{method}_{backbone}_{dataset}_s{seed}_{status}", config_hash)))
     record = {
-        "run_key": run_key or f"{method}-{backbone}-{dataset}-{seed}",
+        "run_key": run_key or "-".join(filter(None, (f"{method}-{backbone}-{dataset}-{seed}", config_hash))),
         "status": status,
         "run_dir": str(run_dir),
         "started_at": started_at,
         "config": {
             "seed": seed,
             "method": {"name": method},
-            "backbone": {"name": backbone, "params_m": BACKBONE_SIZES[backbone]},
+            "backbone": {"name": backbone, "params_m": BACKBONE_SIZES[backbone], "family": family},
             "dataset": {"name": dataset, "k_shot": 16},
             "head": {"name": "auto"},
         },
         "slurm_job_id": None,
     }
+    merge(record["config"], config or {})
     if status == "ok":
         other = "f1" if primary == "acc" else "acc"
         record["metrics"] = {
@@ -50,12 +60,23 @@ def write_record(
             f"zero_shot/{primary}": 0.7,
             f"zero_shot/{other}": 0.1,
         }
+        if dev is not None:
+            record["metrics"].update({"val/primary_best": dev, f"val/{primary}_best": dev})
         record["efficiency"] = {"trainable_params": 7680, "train_seconds": train_seconds}
     if status == "failed":
         record["error"] = "RuntimeError: CUDA out of memory\nTraceback line two"
     run_dir.mkdir(parents=True)
     (run_dir / "record.json").write_text(json.dumps(record))
     return run_dir
+
+
+def merge(base: dict, extra: dict) -> None:
+    """Nested dict update in place."""
+    for key, value in extra.items():
+        if isinstance(value, dict) and isinstance(base.get(key), dict):
+            merge(base[key], value)
+        else:
+            base[key] = value
 
 
 @pytest.fixture
