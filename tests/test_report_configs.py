@@ -23,13 +23,13 @@ def lr_sweep(root: Path) -> Path:
     """The issue's example: prompt_tuning/minilm/bbc_news at lr 0.03 and 3.0, seeds 13 and 21.
 
     lr 0.03 scores 0.40, 0.30 (dev 0.50, 0.40); lr 3.0 scores 0.20, 0.30 (dev 0.30, 0.20). Each run also
-    carries what every real record has: paths, a sweep name and a seed-following split seed.
+    carries what every real record has: paths, a sweep name, seed-following seeds and a key that copies lr.
     """
     scores = {0.03: ((13, 0.40, 0.50), (21, 0.30, 0.40)), 3.0: ((13, 0.20, 0.30), (21, 0.30, 0.20))}
     for lr, runs in scores.items():
         for seed, score, dev in runs:
             config = {
-                "method": {"optimizer": {"lr": lr}, "module": {"n_tokens": 20, "seed": seed}},
+                "method": {"optimizer": {"lr": lr}, "module": {"n_tokens": 20, "seed": seed}, "head_lr": lr},
                 "dataset": {"split_seed": seed},
                 "paths": {"output_dir": f"/out/{lr}/{seed}"},
                 "sweep_name": f"sweep-{seed}",
@@ -39,7 +39,7 @@ def lr_sweep(root: Path) -> Path:
     return root
 
 
-def test_differing_config_keys_are_found_but_not_seed_paths_or_sweep_name(tmp_path: Path) -> None:
+def test_differing_config_keys_are_found_but_not_seed_paths_sweep_name_or_copies(tmp_path: Path) -> None:
     frame = load_records(lr_sweep(tmp_path))
     assert varying_keys(frame, ["method", "backbone", "dataset"]) == [LR]
 
@@ -75,7 +75,7 @@ def test_group_by_override_that_mixes_configs_warns_naming_the_keys(tmp_path: Pa
     assert "method.optimizer.lr: 0.03, 3.0" in warning and "split_seed" not in warning
     assert "warning: the group method=prompt_tuning" in (tmp_path / "out" / "report.md").read_text()
     assert main([str(root), "--out", str(tmp_path / "cli"), "--group-by", "method,dataset"]) == 0
-    assert "holds 4 runs of different configs (method.optimizer.lr: 0.03, 3.0)" in " ".join(
+    assert "holds 4 runs of different configs (method.optimizer.lr: 0.03, 3.0; method.head_lr: 0.03, 3.0)" in " ".join(
         capsys.readouterr().out.split()
     )
     # naming the key in --group-by splits the rows again, with no warning

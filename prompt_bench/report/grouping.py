@@ -89,11 +89,11 @@ def differing_keys(group: pd.DataFrame, keys: Sequence[str]) -> dict[str, list[s
 
 
 def varying_keys(frame: pd.DataFrame, group_by: Sequence[str]) -> list[str]:
-    """The config keys to add to `group_by` so that no group holds two configs.
+    """The config keys to add to `group_by` so that no group holds two configs: every key that takes
+    two values inside some group of `group_by`, in column order.
 
-    Greedy in column order: a key is added when it still takes two values inside some group of the
-    columns chosen so far, so a key that follows another (`method.head_lr: ${method.optimizer.lr}`)
-    is not shown twice. Keys that only follow the group-by columns (a backbone's size) are not added.
+    Keys that only follow the group-by columns (a backbone's size, a method's defaults) are not added,
+    nor a key whose values copy a key already added (`method.head_lr: ${method.optimizer.lr}`).
     """
     frame = configured(frame)
     if frame.empty:
@@ -101,11 +101,12 @@ def varying_keys(frame: pd.DataFrame, group_by: Sequence[str]) -> list[str]:
     chosen = [column_path(name) for name in group_by if column_path(name) in frame]
     candidates = [key for key in config_keys(frame) if key not in chosen]
     table = pd.DataFrame({column: comparable(frame[column]) for column in [*chosen, *candidates]})
+    table = table.astype(str)  # None and NaN compare equal as text, so missing keys group together
     added: list[str] = []
     for key in candidates:
-        columns = [*chosen, *added]
-        groups = table.groupby(columns, dropna=False, sort=False)[key] if columns else [(None, table[key])]
-        if any(values.nunique(dropna=False) > 1 for _, values in groups):
+        groups = table.groupby(chosen, sort=False)[key] if chosen else [(None, table[key])]
+        varies = any(values.nunique() > 1 for _, values in groups)
+        if varies and not any(table[key].equals(table[other]) for other in added):
             added.append(key)
     return added
 
