@@ -4,6 +4,8 @@ Optuna preset (hparams_search=prompt_tuning_optuna) tunes on it end to end."""
 from __future__ import annotations
 
 import math
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -68,3 +70,34 @@ def test_optuna_sweep_tunes_on_dev_and_the_report_shows_the_choice(tmp_path: Pat
     assert chosen["settings"] == 3 and chosen["chosen_dev"] == pytest.approx(results.best_value)
     assert chosen["mean"] == pytest.approx(best["metrics"]["test/primary"])
     assert chosen["config.method.optimizer.lr"] == pytest.approx(results.best_params["method.optimizer.lr"])
+
+
+README = Path(__file__).resolve().parents[1] / "README.md"
+README_SWEEP = (
+    "prompt-bench -m backbone=tiny_bert dataset=synthetic trainer=debug method.optimizer.lr=0.03,3.0 seed=13,21 "
+    "sweep_name=lr_demo"
+)
+
+
+def readme_report_snippet() -> list[str]:
+    """The ```text block that follows the README's lr_demo sweep example."""
+    text = README.read_text()
+    assert README_SWEEP in text, "the README's sweep example changed: update README_SWEEP here"
+    start = text.index("```text\n", text.index(README_SWEEP)) + len("```text\n")
+    return text[start : text.index("\n```", start)].splitlines()
+
+
+def test_readme_sweep_example_prints_the_report_the_readme_shows(tmp_path: Path, cache_dir: Path) -> None:
+    result = run_cli("-m", *README_SWEEP.split()[2:], "logger=none", root=tmp_path, cache=cache_dir)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    report = subprocess.run(
+        [sys.executable, "-m", "prompt_bench.report", "outputs/sweeps/lr_demo"],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=120,
+    )
+    assert report.returncode == 0, report.stderr[-3000:]
+    printed = [line.rstrip() for line in report.stdout.splitlines()]
+    snippet = readme_report_snippet()
+    assert printed[: len(snippet)] == snippet

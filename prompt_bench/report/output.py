@@ -24,7 +24,7 @@ from prompt_bench.report.transfer import has_transfer_runs, write_transfer_view
 FLAG_COLUMNS = ("missing", "failed", "running", "collapsed")
 SELECTION_NOTE = (
     "Per cell, the setting with the best mean dev score (val/<selection metric>_best over its ok seeds) "
-    "and that setting's test score: what tuning on dev picks, never the best test score."
+    "and the test score of that setting: what tuning on dev picks, never the best test score."
 )
 
 
