@@ -3,6 +3,7 @@ Optuna preset (hparams_search=prompt_tuning_optuna) tunes on it end to end."""
 
 from __future__ import annotations
 
+import importlib.util
 import math
 import subprocess
 import sys
@@ -37,6 +38,9 @@ def test_main_returns_the_best_dev_score_not_the_test_score(make_config, monkeyp
 
 
 def test_optuna_sweep_tunes_on_dev_and_the_report_shows_the_choice(tmp_path: Path, cache_dir: Path) -> None:
+    assert importlib.util.find_spec("hydra_plugins.hydra_optuna_sweeper"), (
+        "hydra-optuna-sweeper is missing: install the sweep extra (pip install -e .[sweep], as scripts/setup.sh does)"
+    )
     result = run_cli(
         "-m",
         "hparams_search=prompt_tuning_optuna",
