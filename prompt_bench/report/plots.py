@@ -24,6 +24,7 @@ from prompt_bench.report.tables import number_text, summarize
 
 PARAMS_COLUMN = "config.backbone.params_m"
 FAMILY_COLUMN = "config.backbone.family"
+ZERO_SHOT_STYLES = (("--", "grey"), ("-.", "black"), (":", "dimgrey"))  # one per backbone family
 PANELS_PER_ROW = 3
 
 
@@ -86,14 +87,14 @@ def draw_scaling(points: pd.DataFrame, settings: Sequence[str] = ()) -> Figure:
                     fontsize="x-small",
                     color=bars.lines[0].get_color(),
                 )
-        for family, runs in panel.groupby(FAMILY_COLUMN, sort=True):
+        for (family, runs), style in zip(panel.groupby(FAMILY_COLUMN, sort=True), itertools.cycle(ZERO_SHOT_STYLES)):
             zero_shot = runs.groupby(PARAMS_COLUMN)["zero_shot"].mean().dropna()
             if not zero_shot.empty:
                 axis.plot(
                     zero_shot.index,
                     100 * zero_shot.to_numpy(),
-                    linestyle="--",
-                    color="grey",
+                    linestyle=style[0],
+                    color=style[1],
                     marker="x",
                     label=f"zero-shot ({family})",
                 )
