@@ -94,6 +94,7 @@ def fit_and_test(cfg: DictConfig, experiment: Experiment, run_dir: Path, run_key
     )
     # Earlier attempts' training time (up to their last checkpoint) comes back with the checkpoint.
     train_seconds = clock.before + time.perf_counter() - started
+    seconds_before_resume = clock.before  # read now: testing the best checkpoint below reloads the clock's state
 
     best = checkpoint.best_model_path or None
     # The CoOp family tests the last epoch, as its official code (method.test_checkpoint=last).
@@ -115,7 +116,7 @@ def fit_and_test(cfg: DictConfig, experiment: Experiment, run_dir: Path, run_key
         train_samples_per_s=throughput.samples_per_second,
         best_checkpoint=best,
         resumed_from_step=resumed_from_step,
-        train_seconds_before_resume=clock.before,
+        train_seconds_before_resume=seconds_before_resume,
         device_memory=device_memory,
     )
 

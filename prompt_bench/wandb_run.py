@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
 import sys
 from importlib import metadata
 from pathlib import Path
@@ -66,8 +67,13 @@ def wandb_run_id(run_key: str, sweep: str, version: str) -> str:
 
 def wandb_logger(node: DictConfig, cfg: DictConfig, run_key: str, run_dir: Path, split_hash: str | None) -> Any:
     """A WandbLogger from `node` with the id and group above, its config already logged (flattened)."""
+    # wandb's own console output (run history sparklines, summary: ~30 lines per run) off unless asked for;
+    # the record and `wandb sync` have it all. WANDB_QUIET=false brings it back.
+    os.environ.setdefault("WANDB_QUIET", "true")
     version = code_version()
     sweep = str(cfg.sweep_name) if in_sweep() else None
+    if sweep:  # a sweep prints one line per run: wandb's "run data is saved locally in ..." lines too are off
+        os.environ.setdefault("WANDB_SILENT", "true")
     run_id = wandb_run_id(run_key, sweep or Path(run_dir).name, version)
     logger = instantiate(node, id=run_id, group=sweep, resume="allow")
     # Lightning passes anonymous=None, which wandb >= 0.2x warns about on every run although it has no effect.
