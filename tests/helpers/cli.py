@@ -11,7 +11,8 @@ from pathlib import Path
 def run_cli(
     *overrides: str, root: Path, cache: Path, timeout: int = 300, env: dict[str, str] | None = None
 ) -> subprocess.CompletedProcess:
-    """`env` adds to (or replaces entries of) this process's environment."""
+    """`env` adds to (or replaces entries of) this process's environment; `root` is created if missing."""
+    Path(root).mkdir(parents=True, exist_ok=True)
     env = {
         **os.environ,
         "PROMPT_BENCH_ROOT": str(root),
