@@ -39,9 +39,9 @@ PROBE_TIMEOUT_S = 60
 
 def controller_unreachable_message(launcher: str, said: str) -> str:
     return (
-        f"SLURM's controller is unreachable (sbatch said: {said}), so hydra/launcher={launcher} cannot submit jobs; "
+        f"The SLURM controller is unreachable (sbatch said: {said}), so hydra/launcher={launcher} cannot submit jobs; "
         "check it with `scontrol ping`, start the local cluster with `sudo bash scripts/slurm_local_cluster.sh start` "
-        "(or ask your cluster's admins), or run the sweep here with hydra/launcher=basic."
+        "(or ask the cluster admins), or run the sweep here with hydra/launcher=basic."
     )
 
 
