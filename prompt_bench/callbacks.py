@@ -22,6 +22,8 @@ from rich.progress import (
 )
 from rich.progress import Progress as RichProgress
 
+from prompt_bench.errors import ConfigError
+
 log = logging.getLogger("prompt_bench")
 
 
@@ -64,7 +66,7 @@ def eta_seconds(elapsed: float, steps_done: int, steps_left: float) -> float | N
 def progress_mode(requested: str, is_terminal: bool) -> str:
     """`progress`: auto (a bar on a terminal, else lines), bar or lines."""
     if requested not in ("auto", "bar", "lines"):
-        raise ValueError(f"progress={requested!r} is not one of auto, bar, lines")
+        raise ConfigError(f"progress={requested!r} is not one of auto, bar, lines (conf/config.yaml: progress)")
     if requested == "auto":
         return "bar" if is_terminal else "lines"
     return requested
@@ -83,8 +85,9 @@ class Progress(pl.Callback):
 
     SHOWN = ("train/loss", "val/acc", "val/f1")
 
-    def __init__(self, mode: str = "lines") -> None:
+    def __init__(self, mode: str = "lines", epoch_lines_on_terminal: bool = True) -> None:
         self.mode = mode
+        self.epoch_lines_on_terminal = epoch_lines_on_terminal  # off in a sweep: one line per run
         self.started = 0.0
         self.first_step = 0
         self.bar: RichProgress | None = None
@@ -140,7 +143,8 @@ class Progress(pl.Callback):
     def on_train_epoch_end(self, trainer: pl.Trainer, module: pl.LightningModule) -> None:
         line = self.epoch_line(trainer)
         if self.bar is not None:
-            self.bar.console.print(line, highlight=False, soft_wrap=True)
+            if self.epoch_lines_on_terminal:
+                self.bar.console.print(line, highlight=False, soft_wrap=True)
             log.info(line, extra={"console": False})  # run.log only: the terminal has it above the bar
         else:
             log.info(line)

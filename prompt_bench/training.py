@@ -24,7 +24,7 @@ from prompt_bench.callbacks import Progress, TrainThroughput, progress_mode
 from prompt_bench.methods.base import PROMPT_FILE
 from prompt_bench.quiet import quiet_known_noise
 from prompt_bench.records import move_aside
-from prompt_bench.wandb_run import wandb_logger
+from prompt_bench.wandb_run import in_sweep, wandb_logger
 
 if TYPE_CHECKING:  # annotations only: the builder imports this module to train dependency runs
     from prompt_bench.build import Experiment
@@ -58,7 +58,7 @@ def fit_and_test(cfg: DictConfig, experiment: Experiment, run_dir: Path, run_key
     )
     throughput = TrainThroughput()
     clock = TrainClock()
-    progress = Progress(progress_mode(cfg.get("progress", "auto"), sys.stdout.isatty()))
+    progress = Progress(progress_mode(cfg.get("progress", "auto"), sys.stdout.isatty()), not in_sweep())
     callbacks = [checkpoint, throughput, progress, clock]
     if cfg.checkpoint_every_epoch:
         # Lightning's save_last only rewrites last.ckpt when `best` improves; resuming needs every epoch.

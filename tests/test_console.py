@@ -13,6 +13,7 @@ from pytorch_lightning.utilities.warnings import PossibleUserWarning
 
 from prompt_bench.callbacks import clock, eta_seconds, progress_mode
 from prompt_bench.console import run_line
+from prompt_bench.errors import ConfigError
 from prompt_bench.quiet import LOG_NOISE, quiet_known_noise
 from tests.helpers.cli import run_cli
 
@@ -126,7 +127,7 @@ def test_eta_and_progress_mode():
         "lines",
         "lines",
     ]
-    with pytest.raises(ValueError, match="progress='fancy' is not one of auto, bar, lines"):
+    with pytest.raises(ConfigError, match="progress='fancy' is not one of auto, bar, lines"):
         progress_mode("fancy", True)
 
 
