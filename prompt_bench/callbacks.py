@@ -1,5 +1,5 @@
-"""Lightning callbacks for throughput and epoch lines, and the efficiency numbers of the record: parameters,
-prompt bytes, time, throughput, memory."""
+"""Lightning callbacks for throughput and progress (a bar on a terminal, epoch lines with an ETA otherwise),
+and the efficiency numbers of the record: parameters, prompt bytes, time, throughput, memory."""
 
 from __future__ import annotations
 
@@ -11,6 +11,18 @@ from typing import Any
 
 import pytorch_lightning as pl
 import torch
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    TaskID,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+from rich.progress import Progress as RichProgress
+
+from prompt_bench.errors import ConfigError
 
 log = logging.getLogger("prompt_bench")
 
@@ -37,14 +49,116 @@ class TrainThroughput(pl.Callback):
         return self.samples / self.batch_seconds if self.batch_seconds > 0 else None
 
 
-class EpochLine(pl.Callback):
-    """One log line per epoch (after its validation), so a CPU run shows progress without a progress bar."""
+def clock(seconds: float) -> str:
+    """0:42, 12:05, 1:02:03."""
+    seconds = int(round(seconds))
+    hours, rest = divmod(seconds, 3600)
+    return f"{hours}:{rest // 60:02d}:{rest % 60:02d}" if hours else f"{rest // 60}:{rest % 60:02d}"
+
+
+def eta_seconds(elapsed: float, steps_done: int, steps_left: float) -> float | None:
+    """Time left at the mean pace so far: elapsed / steps_done * steps_left (None before the first step)."""
+    if steps_done <= 0 or steps_left == float("inf"):
+        return None
+    return elapsed / steps_done * max(steps_left, 0)
+
+
+def progress_mode(requested: str, is_terminal: bool) -> str:
+    """`progress`: auto (a bar on a terminal, else lines), bar or lines."""
+    if requested not in ("auto", "bar", "lines"):
+        raise ConfigError(f"progress={requested!r} is not one of auto, bar, lines (conf/config.yaml: progress)")
+    if requested == "auto":
+        return "bar" if is_terminal else "lines"
+    return requested
+
+
+class Progress(pl.Callback):
+    """Training progress over the whole fit (all epochs): steps done / total, elapsed, ETA, loss.
+
+    mode="lines": one log line per epoch, after its validation (piped output, SLURM logs):
+        epoch 3/20  step 12/80  train/loss 1.2345  val/acc 0.8125  elapsed 0:12  ETA 1:08
+    mode="bar": a rich progress bar (steps, ETA, current loss) on the terminal; the epoch lines are printed
+    above it and still logged to run.log.
+    The ETA is elapsed / steps done * steps left, counted from this attempt's first step (a resumed run
+    does not count the steps of earlier attempts as fast).
+    """
+
+    SHOWN = ("train/loss", "val/acc", "val/f1")
+
+    def __init__(self, mode: str = "lines", epoch_lines_on_terminal: bool = True) -> None:
+        self.mode = mode
+        self.epoch_lines_on_terminal = epoch_lines_on_terminal  # off in a sweep: one line per run
+        self.started = 0.0
+        self.first_step = 0
+        self.bar: RichProgress | None = None
+        self.task: TaskID | None = None
+
+    def total_steps(self, trainer: pl.Trainer) -> float:
+        try:
+            return float(trainer.estimated_stepping_batches)
+        except Exception:  # noqa: BLE001 - an unsized dataloader: no total, no ETA
+            return float("inf")
+
+    def on_train_start(self, trainer: pl.Trainer, module: pl.LightningModule) -> None:
+        self.started = time.perf_counter()
+        self.first_step = trainer.global_step
+        if self.mode == "bar":
+            total = self.total_steps(trainer)
+            self.bar = RichProgress(
+                TextColumn("train"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TextColumn("steps"),
+                TimeElapsedColumn(),
+                TextColumn("ETA"),
+                TimeRemainingColumn(),
+                TextColumn("{task.fields[loss]}"),
+                console=Console(file=sys.stdout),
+                transient=True,
+            )
+            self.task = self.bar.add_task(
+                "train", total=None if total == float("inf") else total, completed=trainer.global_step, loss=""
+            )
+            self.bar.start()
+
+    def on_train_batch_end(self, trainer, module, outputs, batch: Any, batch_idx: int) -> None:
+        if self.bar is None:
+            return
+        loss = outputs.get("loss") if isinstance(outputs, dict) else outputs
+        shown = f"loss {float(loss):.4f}" if isinstance(loss, torch.Tensor) else ""
+        self.bar.update(self.task, completed=trainer.global_step, loss=shown)
+
+    def epoch_line(self, trainer: pl.Trainer) -> str:
+        values = {k: float(v) for k, v in trainer.callback_metrics.items() if k in self.SHOWN}
+        total = self.total_steps(trainer)
+        elapsed = time.perf_counter() - self.started
+        eta = eta_seconds(elapsed, trainer.global_step - self.first_step, total - trainer.global_step)
+        epochs = f"/{trainer.max_epochs}" if trainer.max_epochs and trainer.max_epochs > 0 else ""
+        steps = f"/{int(total)}" if total != float("inf") else ""
+        parts = [f"epoch {trainer.current_epoch + 1}{epochs}", f"step {trainer.global_step}{steps}"]
+        parts += [f"{k} {v:.4f}" for k, v in values.items()]
+        parts += [f"elapsed {clock(elapsed)}", f"ETA {clock(eta) if eta is not None else '?'}"]
+        return "  ".join(parts)
 
     def on_train_epoch_end(self, trainer: pl.Trainer, module: pl.LightningModule) -> None:
-        shown = ("train/loss", "val/acc", "val/f1")
-        values = {k: float(v) for k, v in trainer.callback_metrics.items() if k in shown}
-        text = "  ".join(f"{k} {v:.4f}" for k, v in values.items())
-        log.info("epoch %d step %d  %s", trainer.current_epoch, trainer.global_step, text)
+        line = self.epoch_line(trainer)
+        if self.bar is not None:
+            if self.epoch_lines_on_terminal:
+                self.bar.console.print(line, highlight=False, soft_wrap=True)
+            log.info(line, extra={"console": False})  # run.log only: the terminal has it above the bar
+        else:
+            log.info(line)
+
+    def on_train_end(self, trainer: pl.Trainer, module: pl.LightningModule) -> None:
+        self.stop()
+
+    def on_exception(self, trainer: pl.Trainer, module: pl.LightningModule, exception: BaseException) -> None:
+        self.stop()
+
+    def stop(self) -> None:
+        if self.bar is not None:
+            self.bar.stop()
+            self.bar = None
 
 
 def peak_rss_mb() -> float:

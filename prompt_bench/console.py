@@ -1,7 +1,9 @@
-"""A rich table summarising one run's record at the end of the run."""
+"""What the console shows of a finished run: a rich table (a single run) or one line (each run of a sweep)."""
 
 from __future__ import annotations
 
+from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 from rich.console import Console
@@ -58,3 +60,35 @@ def print_summary(record: dict[str, Any], console: Console | None = None) -> Non
     if status != "ok":
         console.print(f"[red]failed:[/red] {record.get('error')}")
     console.print(f"record: {record.get('run_dir')}/record.json", soft_wrap=True)
+
+
+def wall_seconds(record: dict[str, Any]) -> float | None:
+    """finished_at - started_at of the record (whole seconds), None when either is missing."""
+    try:
+        start, end = (datetime.strptime(record[k], "%Y-%m-%dT%H:%M:%S%z") for k in ("started_at", "finished_at"))
+    except (KeyError, TypeError, ValueError):
+        return None
+    return (end - start).total_seconds()
+
+
+def run_line(record: dict[str, Any], status: str | None = None) -> str:
+    """One line per run of a sweep: status, run key, test and dev primary score, wall time, run dir.
+
+        ok       8213d3c6b575c56c  test acc 25.0  dev 31.2      3 s  0_prompt_tuning_tiny_bert_synthetic_s13
+        failed   1f0c...           ValueError: k_shot=1000 is more than ...   2 s  1_prompt_tuning_...
+    `status` overrides the record's (a run skipped because its record is already ok).
+    """
+    status = status or str(record.get("status"))
+    metrics = record.get("metrics") or {}
+    primary = metrics.get("primary_metric")
+    if status == "failed":
+        score = str(record.get("error") or "").splitlines()[0][:100] if record.get("error") else "failed"
+    elif primary:
+        score = f"test {primary} {percent(metrics.get('test/primary'))}"
+        if f"val/{primary}_best" in metrics:
+            score += f"  dev {percent(metrics[f'val/{primary}_best'])}"
+    else:
+        score = "held by another launcher" if record.get("held_by") else "-"
+    seconds = wall_seconds(record) if status != "skipped" else None
+    duration = f"{seconds:.0f} s" if seconds is not None else "-"
+    return f"{status:<8} {record.get('run_key', '-'):<16}  {score:<28}  {duration:>6}  {Path(str(record.get('run_dir'))).name}"

@@ -24,10 +24,12 @@ from hydra.types import RunMode
 from hydra.utils import get_class
 from omegaconf import DictConfig, open_dict
 
+from prompt_bench import wandb_run
 from prompt_bench.build import build_experiment
 from prompt_bench.callbacks import parameter_counts, peak_rss_mb
-from prompt_bench.console import print_summary
+from prompt_bench.console import print_summary, run_line
 from prompt_bench.errors import PromptBenchError
+from prompt_bench.quiet import console_filter, quiet_known_noise, quiet_launcher, sweep_console
 from prompt_bench.records import (
     RECORD_NAME,
     claim_run_dir,
@@ -178,8 +180,7 @@ def run_owned(cfg: DictConfig, config: dict[str, Any], key: str, run_dir: Path) 
     finally:
         record["finished_at"] = attempt["end"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
         write_json_atomic(run_dir / RECORD_NAME, record)
-        finish_wandb()
-    print_summary(record)
+        wandb_run.finish(record)
     OUTCOMES.append((record["status"], str(run_dir)))
     return record
 
@@ -223,10 +224,15 @@ class SweepTally(Callback):
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         refuse_unwritable(config.hydra.sweep.dir)
+        quiet_launcher()  # each run prints its own line
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
-        outcomes = list(OUTCOMES) or outcomes_from_records(Path(config.hydra.sweep.dir))
-        lines = tally_lines(outcomes)
+        outcomes = list(OUTCOMES)
+        lines = []
+        if not outcomes:  # SLURM: the runs printed their lines in their own job logs; one line each from records
+            outcomes = outcomes_from_records(Path(config.hydra.sweep.dir))
+            lines = [run_line(read_record(Path(run_dir)) or {"run_dir": run_dir}) for _, run_dir in outcomes]
+        lines += tally_lines(outcomes)
         print("\n".join(lines), flush=True)
         if any(status == "failed" for status, _ in outcomes):
             raise SystemExit(1)
@@ -253,11 +259,13 @@ def sweep_dir_of(run_dir: Path) -> Path:
     return run_dir
 
 
-def finish_wandb() -> None:
-    """Close a wandb run if one is open, so the next job of a multirun starts its own."""
-    wandb = sys.modules.get("wandb")
-    if wandb is not None and getattr(wandb, "run", None) is not None:
-        wandb.finish()
+def show_outcome(record: dict[str, Any]) -> None:
+    """A sweep's run: one line; a single run: the summary table."""
+    status = OUTCOMES[-1][0] if OUTCOMES else None
+    if is_multirun() or "config" not in record:
+        print(run_line(record, status), flush=True)
+    else:
+        print_summary(record)
 
 
 def is_multirun() -> bool:
@@ -269,11 +277,15 @@ def main(cfg: DictConfig) -> float | None:
     """Console script `prompt-bench`. Returns the run's best dev score, never a test score: a Hydra
     sweeper (hparams_search=...) maximizes what this returns, so it must not see the test split."""
     os.environ.setdefault("WANDB_MODE", "offline")
+    quiet_known_noise()
+    console_filter()
     if is_multirun():  # one name for every job of the sweep (a `now` default differs per job)
+        sweep_console()  # one line per run (show_outcome); the job's info lines go to its run.log
         with open_dict(cfg):
             cfg.sweep_name = Path(HydraConfig.get().sweep.dir).name
     drop_unused_transfer(cfg)
     record = run_experiment(cfg)
+    show_outcome(record)
     if is_multirun():
         return dev_score(record.get("metrics") or {})  # a failure: None, and the tally exits 1
     print("\n".join(tally_lines(OUTCOMES[-1:])), flush=True)

@@ -6,6 +6,7 @@ import csv
 import json
 import logging
 import os
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,9 +20,11 @@ from pytorch_lightning.loggers import CSVLogger
 from pytorch_lightning.plugins.environments import SLURMEnvironment
 from safetensors.torch import save_file
 
-from prompt_bench.callbacks import EpochLine, TrainThroughput
+from prompt_bench.callbacks import Progress, TrainThroughput, progress_mode
 from prompt_bench.methods.base import PROMPT_FILE
+from prompt_bench.quiet import quiet_known_noise
 from prompt_bench.records import move_aside
+from prompt_bench.wandb_run import in_sweep, wandb_logger
 
 if TYPE_CHECKING:  # annotations only: the builder imports this module to train dependency runs
     from prompt_bench.build import Experiment
@@ -42,6 +45,7 @@ class Outcome:
 
 def fit_and_test(cfg: DictConfig, experiment: Experiment, run_dir: Path, run_key: str) -> Outcome:
     """Zero-shot score (same run), fit with best-on-dev checkpointing, test the best checkpoint."""
+    quiet_known_noise()
     module, datamodule, metric = experiment.module, experiment.datamodule, experiment.split.metric
     datamodule.setup("fit")
     metrics: dict[str, float] = {}
@@ -54,7 +58,8 @@ def fit_and_test(cfg: DictConfig, experiment: Experiment, run_dir: Path, run_key
     )
     throughput = TrainThroughput()
     clock = TrainClock()
-    callbacks = [checkpoint, throughput, EpochLine(), clock]
+    progress = Progress(progress_mode(cfg.get("progress", "auto"), sys.stdout.isatty()), not in_sweep())
+    callbacks = [checkpoint, throughput, progress, clock]
     if cfg.checkpoint_every_epoch:
         # Lightning's save_last only rewrites last.ckpt when `best` improves; resuming needs every epoch.
         callbacks.append(
@@ -69,7 +74,7 @@ def fit_and_test(cfg: DictConfig, experiment: Experiment, run_dir: Path, run_key
     trainer = instantiate(
         cfg.trainer,
         callbacks=callbacks,
-        logger=build_loggers(cfg, run_key) or False,
+        logger=build_loggers(cfg, run_key, run_dir, experiment.split.content_hash) or False,
         plugins=slurm_plugins(),
         default_root_dir=str(run_dir),
     )
@@ -89,6 +94,7 @@ def fit_and_test(cfg: DictConfig, experiment: Experiment, run_dir: Path, run_key
     )
     # Earlier attempts' training time (up to their last checkpoint) comes back with the checkpoint.
     train_seconds = clock.before + time.perf_counter() - started
+    seconds_before_resume = clock.before  # read now: testing the best checkpoint below reloads the clock's state
 
     best = checkpoint.best_model_path or None
     # The CoOp family tests the last epoch, as its official code (method.test_checkpoint=last).
@@ -112,7 +118,7 @@ def fit_and_test(cfg: DictConfig, experiment: Experiment, run_dir: Path, run_key
         train_samples_per_s=throughput.samples_per_second,
         best_checkpoint=best,
         resumed_from_step=resumed_from_step,
-        train_seconds_before_resume=clock.before,
+        train_seconds_before_resume=seconds_before_resume,
         device_memory=device_memory,
     )
 
@@ -169,12 +175,12 @@ def checkpoint_step(path: Path) -> int | None:
         return None
 
 
-def build_loggers(cfg: DictConfig, run_key: str) -> list[Any]:
-    """Lightning loggers from cfg.logger; a wandb run's id is the run key, so a rerun resumes it."""
+def build_loggers(cfg: DictConfig, run_key: str, run_dir: Path, split_hash: str | None = None) -> list[Any]:
+    """Lightning loggers from cfg.logger; a wandb one gets its id, group and flattened config (wandb_run.py)."""
     loggers = []
     for node in (cfg.logger or {}).values():
         if str(node.get("_target_", "")).endswith("WandbLogger"):
-            loggers.append(instantiate(node, id=run_key, resume="allow"))
+            loggers.append(wandb_logger(node, cfg, run_key, run_dir, split_hash))
         else:
             loggers.append(instantiate(node))
     return loggers

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+from pathlib import Path
 
 import pytest
 import torch
@@ -11,6 +12,7 @@ from safetensors.torch import load_file
 
 from prompt_bench.records import RECORD_NAME, read_record, run_key
 from prompt_bench.run import run_experiment
+from prompt_bench.wandb_run import code_version, wandb_run_id
 
 TINY = ("backbone=tiny_bert", "dataset=synthetic", "trainer=debug")
 
@@ -86,7 +88,9 @@ def test_wandb_offline_run_carries_the_metrics_and_is_finished(make_config, tmp_
 
     assert wandb.run is None  # finished, so the next job of a multirun starts its own run
     (offline_dir,) = (tmp_path / "run" / "wandb").glob("offline-run-*")
-    assert offline_dir.name.endswith(record["run_key"])  # run id = run key, so a rerun resumes it
+    # run id = run key + sweep (here, outside a multirun: the run dir) + code version, so a rerun resumes it
+    run_id = wandb_run_id(record["run_key"], Path(record["run_dir"]).name, code_version())
+    assert offline_dir.name.endswith(run_id)
     (wandb_file,) = offline_dir.glob("*.wandb")
     data = wandb_file.read_bytes()
     for metric in ("test/acc", "test/f1"):  # in the history and the summary

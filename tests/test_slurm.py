@@ -2,7 +2,7 @@
 
 The cluster comes from scripts/slurm_local_cluster.sh (Debian packages, needs root); without root
 or without a way to install SLURM the cluster test is skipped with the reason. The missing-sbatch
-test needs neither.
+and controller-down tests need neither.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ import pytest
 from hydra import compose, initialize_config_dir
 from hydra.core.override_parser.overrides_parser import OverridesParser
 
-from prompt_bench.hydra_callbacks import slurm_unavailable_message
+from prompt_bench.hydra_callbacks import controller_unreachable_message, slurm_unavailable_message
 from tests.conftest import CONF_DIR
 
 REPO_ROOT = CONF_DIR.parent
@@ -143,5 +143,21 @@ def test_launch_without_sbatch_fails_with_a_sentence_and_submits_nothing(tmp_pat
     assert result.returncode == 1
     assert slurm_unavailable_message("slurm_cpu") in result.stderr
     assert "Traceback" not in result.stderr
+    assert not list(tmp_path.rglob(".submitit")), "a job folder was written: something was submitted"
+    assert not list(tmp_path.rglob("record.json"))
+
+
+def test_controller_down_fails_with_one_sentence_and_submits_nothing(tmp_path, cache_dir):
+    """sbatch is there but slurmctld is not: the sentence, not submitit's 36-line FailedJobError traceback."""
+    fake_bin = tmp_path / "fake_bin"
+    fake_bin.mkdir()
+    said = "Batch job submission failed: Unable to contact slurm controller (connect failure)"
+    (fake_bin / "sbatch").write_text(f'#!/bin/sh\necho "sbatch: error: {said}" >&2\nexit 1\n')  # what sbatch prints
+    (fake_bin / "sbatch").chmod(0o755)
+    path = f"{fake_bin}{os.pathsep}{path_without_sbatch()}"
+    result = run_sweep(tmp_path, cache_dir, SMOKE, "hydra/launcher=slurm_cpu", path=path)
+    assert result.returncode == 1
+    assert result.stderr.strip() == controller_unreachable_message("slurm_cpu", said)
+    assert result.stdout == ""
     assert not list(tmp_path.rglob(".submitit")), "a job folder was written: something was submitted"
     assert not list(tmp_path.rglob("record.json"))
