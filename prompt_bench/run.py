@@ -33,6 +33,7 @@ from prompt_bench.records import (
     claim_run_dir,
     find_ok_record,
     git_commit,
+    git_dirty,
     move_aside,
     package_versions,
     read_record,
@@ -54,11 +55,12 @@ USER_ERRORS = (PromptBenchError, InstantiationException)
 OUTCOMES: list[tuple[str, str]] = []
 
 
-def run_experiment(cfg: DictConfig) -> dict[str, Any]:
+def run_experiment(cfg: DictConfig, overrides: list[str] | None = None) -> dict[str, Any]:
     """Run one experiment and write its record; returns the record (status ok or failed).
 
     In a sweep, a run whose key already has an `ok` record is skipped (its record is returned
-    untouched); a run that was killed resumes from its last checkpoint.
+    untouched); a run that was killed resumes from its last checkpoint. `overrides` are the
+    command-line overrides the record keeps (default: Hydra's task overrides of this job).
     """
     config = resolved_config(cfg)
     key = run_key(config)
@@ -85,7 +87,7 @@ def run_experiment(cfg: DictConfig) -> dict[str, Any]:
         # The previous owner may have finished between our check and our lock.
         if cfg.get("skip_done", True) and (done := already_ok(cfg, key)) is not None:
             return done
-        return run_owned(cfg, config, key, run_dir)
+        return run_owned(cfg, config, key, run_dir, overrides)
     finally:
         lock.release()
 
@@ -117,7 +119,9 @@ def already_ok(cfg: DictConfig, key: str) -> dict[str, Any] | None:
     return done
 
 
-def run_owned(cfg: DictConfig, config: dict[str, Any], key: str, run_dir: Path) -> dict[str, Any]:
+def run_owned(
+    cfg: DictConfig, config: dict[str, Any], key: str, run_dir: Path, overrides: list[str] | None = None
+) -> dict[str, Any]:
     """Train, test and record a run whose dir this process holds."""
     corrupt_record = None
     if record_is_corrupt(run_dir):  # never resumed into a hollow ok: moved aside, said
@@ -131,6 +135,8 @@ def run_owned(cfg: DictConfig, config: dict[str, Any], key: str, run_dir: Path) 
         "config": config,
         "versions": package_versions(),
         "git_commit": git_commit(PROJECT_ROOT),
+        "git_dirty": git_dirty(PROJECT_ROOT),
+        "overrides": list(overrides) if overrides is not None else task_overrides(),
         "slurm_job_id": os.environ.get("SLURM_JOB_ID"),
     }
     if corrupt_record:
@@ -152,6 +158,7 @@ def run_owned(cfg: DictConfig, config: dict[str, Any], key: str, run_dir: Path) 
         if experiment.data_notes:
             record["data_notes"] = experiment.data_notes
         record["split_hash"] = experiment.split.content_hash
+        record["split_sizes"] = split_sizes(experiment.split)
         record["method_info"] = experiment.method.record_info()
         outcome = fit_and_test(cfg, experiment, run_dir, key)
         record["metrics"] = outcome.metrics
@@ -181,6 +188,23 @@ def run_owned(cfg: DictConfig, config: dict[str, Any], key: str, run_dir: Path) 
     print_summary(record)
     OUTCOMES.append((record["status"], str(run_dir)))
     return record
+
+
+def task_overrides() -> list[str]:
+    """The command-line overrides of this Hydra job (`hydra.overrides.task`), [] outside Hydra."""
+    if not HydraConfig.initialized():
+        return []
+    return list(HydraConfig.get().overrides.task)
+
+
+def split_sizes(split: Any) -> dict[str, int]:
+    """Examples per split: train, dev and test (a base-to-new split: test_<set> per class set)."""
+    sizes = {"train": len(split.train), "dev": len(split.dev)}
+    if hasattr(split, "tests"):
+        sizes.update({f"test_{name}": len(examples) for name, (_, examples) in split.tests.items()})
+    else:
+        sizes["test"] = len(split.test)
+    return sizes
 
 
 def tally_lines(outcomes: list[tuple[str, str]]) -> list[str]:
