@@ -59,6 +59,11 @@ def shared_file_mode() -> int:
     return 0o666 & ~umask
 
 
+def share_file(path: Path) -> None:
+    """Give a file written by a library (safetensors writes 0600) the mode `open()` would: group-readable."""
+    os.chmod(path, shared_file_mode())
+
+
 def write_json_atomic(path: Path, data: dict[str, Any]) -> None:
     """Write JSON so a reader sees the old file or the new one, never half of one (mode as `open()`)."""
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -173,3 +178,13 @@ def claim_run_dir(run_dir: Path, key: str) -> Path:
     if record is None or record.get("run_key") == key:
         return run_dir
     return run_dir.with_name(f"{run_dir.name}-{key}")
+
+
+def split_sizes(split: Any) -> dict[str, int]:
+    """Examples per split: train, dev and test (a base-to-new split: test_<set> per class set)."""
+    sizes = {"train": len(split.train), "dev": len(split.dev)}
+    if hasattr(split, "tests"):
+        sizes.update({f"test_{name}": len(examples) for name, (_, examples) in split.tests.items()})
+    else:
+        sizes["test"] = len(split.test)
+    return sizes

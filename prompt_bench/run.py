@@ -13,21 +13,23 @@ import socket
 import sys
 import time
 import traceback
+import types
 from pathlib import Path
 from typing import Any
 
 import hydra
+from hydra import compose, initialize_config_dir
 from hydra.core.hydra_config import HydraConfig
 from hydra.errors import InstantiationException
 from hydra.experimental.callback import Callback
 from hydra.types import RunMode
 from hydra.utils import get_class
-from omegaconf import DictConfig, open_dict
+from omegaconf import DictConfig, OmegaConf, open_dict
 
 from prompt_bench.build import build_experiment
 from prompt_bench.callbacks import parameter_counts, peak_rss_mb
 from prompt_bench.console import print_summary
-from prompt_bench.errors import PromptBenchError
+from prompt_bench.errors import ConfigError, PromptBenchError
 from prompt_bench.records import (
     RECORD_NAME,
     claim_run_dir,
@@ -40,6 +42,7 @@ from prompt_bench.records import (
     record_is_corrupt,
     resolved_config,
     run_key,
+    split_sizes,
     write_json_atomic,
 )
 from prompt_bench.run_lock import RunLock, owner_text
@@ -197,16 +200,6 @@ def task_overrides() -> list[str]:
     return list(HydraConfig.get().overrides.task)
 
 
-def split_sizes(split: Any) -> dict[str, int]:
-    """Examples per split: train, dev and test (a base-to-new split: test_<set> per class set)."""
-    sizes = {"train": len(split.train), "dev": len(split.dev)}
-    if hasattr(split, "tests"):
-        sizes.update({f"test_{name}": len(examples) for name, (_, examples) in split.tests.items()})
-    else:
-        sizes["test"] = len(split.test)
-    return sizes
-
-
 def tally_lines(outcomes: list[tuple[str, str]]) -> list[str]:
     """The final tally: one line of counts, then one line per failed run dir."""
     counts = {name: sum(1 for status, _ in outcomes if status == name) for name in ("ok", "failed", "skipped")}
@@ -302,6 +295,37 @@ def main(cfg: DictConfig) -> float | None:
     if record["status"] not in ("ok", "skipped"):
         sys.exit(1)
     return (record.get("metrics") or {}).get("test/primary")
+
+
+def run_overrides(overrides: list[str] | tuple[str, ...] = (), run_dir: str | Path | None = None) -> dict[str, Any]:
+    """One run as `prompt-bench <overrides>` would do it (same config tree, same record); returns the
+    record (status ok or failed). run_dir: where it writes (default: Hydra's run dir pattern,
+    outputs/runs/<time>_<method>_<backbone>_<dataset>_s<seed>). Sweeps (-m) stay on the CLI."""
+    overrides = list(overrides)
+    if any(override in ("-m", "--multirun") or "," in override.partition("=")[2] for override in overrides):
+        raise ConfigError("prompt_bench.run runs one experiment; sweep with the CLI: prompt-bench -m ...")
+    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
+        cfg = compose(config_name="config", overrides=overrides, return_hydra_config=True)
+    directory = run_dir if run_dir is not None else OmegaConf.select(cfg, "hydra.run.dir")
+    with open_dict(cfg):
+        cfg.paths.output_dir = str(Path(directory).resolve())
+        del cfg["hydra"]
+    drop_unused_transfer(cfg)
+    return run_experiment(cfg, overrides=overrides)
+
+
+class CallableRunModule(types.ModuleType):
+    """This module, callable: `prompt_bench.run(overrides)` is `run_overrides(overrides)`. (Importing
+    prompt_bench.run binds the package attribute `run` to this module, so the API function and the
+    module must be one object.)"""
+
+    def __call__(
+        self, overrides: list[str] | tuple[str, ...] = (), run_dir: str | Path | None = None
+    ) -> dict[str, Any]:
+        return run_overrides(overrides, run_dir)
+
+
+sys.modules[__name__].__class__ = CallableRunModule
 
 
 if __name__ == "__main__":

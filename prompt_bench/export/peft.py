@@ -28,16 +28,25 @@ from torch import Tensor
 from prompt_bench.errors import ConfigError
 from prompt_bench.export.peft_files import ADAPTER_CONFIG, ADAPTER_WEIGHTS
 from prompt_bench.methods.prompt_tuning import PromptTuning
+from prompt_bench.records import share_file
 
 PEFT_TASK_TYPES = {"encoder": "FEATURE_EXTRACTION", "seq2seq": "SEQ_2_SEQ_LM", "causal": "CAUSAL_LM"}
+
+
+def is_static_prompt_class(method_class: type) -> bool:
+    """Whether a method class's prompt is prompt tuning's one static P (or prefix table): SPoT, PANDA
+    and MetaPT only start or regularise it differently; VIP and BayesPrompt make it per input."""
+    return (
+        issubclass(method_class, PromptTuning)
+        and method_class.prompt is PromptTuning.prompt
+        and method_class.layer_prefixes is PromptTuning.layer_prefixes
+    )
 
 
 def export_refusal(method: Any, adapter: Any) -> str | None:
     """None when `method`'s trained prompt on `adapter` is a PEFT adapter, else a sentence why not."""
     name = type(method).__name__
-    if not isinstance(method, PromptTuning) or (
-        type(method).prompt is not PromptTuning.prompt or type(method).layer_prefixes is not PromptTuning.layer_prefixes
-    ):
+    if not is_static_prompt_class(type(method)):
         return (
             f"method {name} does not train one static prompt (PEFT prompt and prefix tuning adapters hold "
             "exactly that), so no PEFT adapter is written; prompt.safetensors keeps all its tensors"
@@ -114,5 +123,6 @@ def write_peft_adapter(directory: Path, method: Any, adapter: Any, base_model: s
     config, tensors = peft_adapter(method, adapter, base_model)
     directory = Path(directory)
     save_file(tensors, str(directory / ADAPTER_WEIGHTS), metadata={"format": "pt"})
+    share_file(directory / ADAPTER_WEIGHTS)
     (directory / ADAPTER_CONFIG).write_text(json.dumps(config, indent=2))
     return None
