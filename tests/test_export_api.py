@@ -17,7 +17,8 @@ import prompt_bench
 from prompt_bench.errors import ConfigError
 from prompt_bench.export.eval_cli import main as eval_main
 from prompt_bench.export.peft_files import ADAPTER_CONFIG, ADAPTER_WEIGHTS
-from prompt_bench.records import RECORD_NAME, write_json_atomic
+from prompt_bench.records import RECORD_NAME, git_dirty, git_state, write_json_atomic
+from tests.helpers.cli import run_cli
 
 TINY = ["backbone=tiny_bert", "dataset=synthetic", "trainer=debug", "logger=none"]
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
@@ -65,8 +66,6 @@ def test_atomic_json_follows_the_usual_umask(tmp_path):
 
 
 def test_git_dirty_flag_follows_the_work_tree(tmp_path):
-    from prompt_bench.records import git_dirty, git_state
-
     subprocess.run(["git", "init", "-q", str(tmp_path)], check=True)
     (tmp_path / "f.txt").write_text("one")
     git = ["git", "-C", str(tmp_path), "-c", "user.name=t", "-c", "user.email=t@t"]
@@ -174,3 +173,24 @@ def test_import_prompt_bench_stays_light():
 def test_run_api_refuses_a_sweep():
     with pytest.raises(ConfigError, match="prompt-bench -m"):
         prompt_bench.run(["seed=13,21"])
+
+
+def test_cli_records_its_overrides_and_eval_cli_runs_as_a_script(tmp_path, cache_dir):
+    overrides = ["trainer=debug", "backbone=tiny_bert", "dataset=synthetic", "logger=none", "seed=21"]
+    result = run_cli(*overrides, root=tmp_path, cache=cache_dir)
+    assert result.returncode == 0, result.stderr[-3000:]
+    (path,) = (tmp_path / "outputs").rglob(RECORD_NAME)
+    record = json.loads(path.read_text())
+    assert record["overrides"] == overrides  # Hydra's task overrides, as typed
+    assert record["split_sizes"] == {"train": 64, "dev": 64, "test": 128}  # 16 shots x 4 classes
+    env = {**os.environ, "PROMPT_BENCH_CACHE": str(cache_dir), "PYTHONPATH": str(PROJECT_ROOT)}
+    evaluated = subprocess.run(
+        [sys.executable, "-m", "prompt_bench.export.eval_cli", str(path.parent)],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+        timeout=300,
+    )
+    assert evaluated.returncode == 0, evaluated.stderr[-3000:]
+    assert evaluated.stdout.strip().startswith(f"eval synthetic: acc={record['metrics']['test/acc']:.4f}")

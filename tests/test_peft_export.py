@@ -13,6 +13,7 @@ from prompt_bench.export.peft import export_refusal, write_peft_adapter
 from prompt_bench.export.peft_files import ADAPTER_CONFIG, ADAPTER_WEIGHTS, load_prompt_file
 from prompt_bench.methods.base import MethodContext
 from prompt_bench.methods.prompt_tuning import PromptTuning
+from prompt_bench.methods.vip.method import VIP
 from tests.helpers.adapters import ADAPTER_CASES, encoded, make_adapter
 
 peft = pytest.importorskip("peft")
@@ -124,7 +125,5 @@ def test_an_inconsistent_or_foreign_adapter_is_refused_with_a_sentence(cache_dir
 
 
 def test_input_dependent_prompts_are_not_exported(cache_dir):
-    from prompt_bench.methods.vip.method import VIP
-
     adapter = make_adapter("tiny_bert", cache_dir)
     assert "static prompt" in export_refusal(VIP.__new__(VIP), adapter)
