@@ -24,8 +24,7 @@ REFUSED = {("tiny_t5", "deep"): "decoder", ("tiny_mpnet", "deep"): "MPNet"}
 
 def trained_method(adapter, depth: str, tmp_path, **options) -> PromptTuning:
     """A prepared prompt with large random values (so a misplaced row changes the output)."""
-    init = "random"
-    method = PromptTuning(n_tokens=3, init=init, init_std=1.0, depth=depth, seed=5, **options)
+    method = PromptTuning(n_tokens=3, init="random", init_std=1.0, depth=depth, seed=5, **options)
     method.prepare(MethodContext(adapter=adapter, label_names=("a", "b"), cache_dir=str(tmp_path)))
     with torch.no_grad():
         for parameter in method.parameters():
@@ -49,7 +48,17 @@ def peft_hidden(adapter, adapter_dir, input_ids, attention_mask):
         extra["decoder_input_ids"] = torch.zeros(input_ids.shape[0], 1, dtype=torch.long)
     with torch.no_grad():
         output = model(input_ids=input_ids, attention_mask=attention_mask, output_hidden_states=True, **extra)
-    return output.encoder_last_hidden_state if adapter.family == "seq2seq" else output.hidden_states[-1]
+    if adapter.family == "seq2seq":
+        return output.encoder_last_hidden_state, None
+    return output.hidden_states[-1], getattr(output, "logits", None)
+
+
+def lm_logits(adapter, hidden):
+    """prompt_bench's vocabulary logits from its hidden states: the MLM head, or GPT-2's output embeddings."""
+    with torch.no_grad():
+        if adapter.family == "causal":
+            return adapter.model.get_output_embeddings()(hidden)
+        return adapter._mlm_head()(hidden)
 
 
 @pytest.mark.parametrize("depth", ["input", "deep"])
@@ -68,10 +77,13 @@ def test_peft_loads_the_exported_prompt_and_computes_the_same_hidden_states(case
     assert config["peft_type"] == ("PREFIX_TUNING" if depth == "deep" else "PROMPT_TUNING")
     assert config["num_virtual_tokens"] == 3 and config["base_model_name_or_path"] == case
     expected, mask = prompt_bench_hidden(adapter, method, input_ids, attention_mask)
-    got = peft_hidden(adapter, tmp_path, input_ids, attention_mask)
+    got, logits = peft_hidden(adapter, tmp_path, input_ids, attention_mask)
     assert got.shape == expected.shape
     valid = mask.bool()  # padded positions are masked out of every head
     torch.testing.assert_close(got[valid], expected[valid], rtol=1e-5, atol=1e-5)
+    if logits is not None:  # the LM heads (MLM verbalizer, next token) read the same logits
+        assert case in ("tiny_bert", "tiny_roberta", "tiny_gpt2")
+        torch.testing.assert_close(logits[valid], lm_logits(adapter, expected)[valid], rtol=1e-5, atol=1e-5)
     # and the prompt mattered: without it the states differ
     plain = adapter(input_ids, attention_mask).hidden
     n = expected.shape[1] - plain.shape[1]
@@ -85,7 +97,7 @@ def test_a_projected_prefix_is_exported_as_its_table(cache_dir, tmp_path):
     assert write_peft_adapter(tmp_path, method, adapter, base_model="tiny_bert") is None
     assert json.loads((tmp_path / ADAPTER_CONFIG).read_text())["prefix_projection"] is False
     expected, mask = prompt_bench_hidden(adapter, method, input_ids, attention_mask)
-    got = peft_hidden(adapter, tmp_path, input_ids, attention_mask)
+    got, _ = peft_hidden(adapter, tmp_path, input_ids, attention_mask)
     torch.testing.assert_close(got[mask.bool()], expected[mask.bool()], rtol=1e-5, atol=1e-5)
 
 
