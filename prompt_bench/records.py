@@ -51,11 +51,25 @@ def run_key(config: dict[str, Any]) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
+def shared_file_mode() -> int:
+    """The mode `open()` gives a new file: 0666 less the process umask (0644 under the usual 022).
+    mkstemp makes 0600 files, which colleagues on a shared filesystem could not read."""
+    umask = os.umask(0o022)  # the only portable way to read the umask is to set it, then put it back
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
+def share_file(path: Path) -> None:
+    """Give a file written by a library (safetensors writes 0600) the mode `open()` would: group-readable."""
+    os.chmod(path, shared_file_mode())
+
+
 def write_json_atomic(path: Path, data: dict[str, Any]) -> None:
-    """Write JSON so a reader sees the old file or the new one, never half of one."""
+    """Write JSON so a reader sees the old file or the new one, never half of one (mode as `open()`)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     handle, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        os.fchmod(handle, shared_file_mode())
         with os.fdopen(handle, "w") as tmp:
             json.dump(data, tmp, indent=2, sort_keys=False, default=str)
             tmp.flush()
@@ -113,6 +127,22 @@ def package_versions() -> dict[str, str | None]:
 
 def git_commit(directory: Path) -> str | None:
     """HEAD of the repository holding `directory` (+ '-dirty' with uncommitted changes), or None."""
+    state = git_state(directory)
+    if state is None:
+        return None
+    commit, dirty = state
+    return commit + ("-dirty" if dirty else "")
+
+
+def git_dirty(directory: Path) -> bool | None:
+    """Whether tracked files of the repository holding `directory` have uncommitted changes (None: no repository)."""
+    state = git_state(directory)
+    return None if state is None else state[1]
+
+
+def git_state(directory: Path) -> tuple[str, bool] | None:
+    """(HEAD commit, whether tracked files have uncommitted changes) of the repository holding
+    `directory`, or None outside a repository (or without git)."""
     try:
         commit = subprocess.run(
             ["git", "rev-parse", "HEAD"], cwd=directory, capture_output=True, text=True, timeout=10, check=True
@@ -127,7 +157,7 @@ def git_commit(directory: Path) -> str | None:
         ).stdout.strip()
     except (OSError, subprocess.SubprocessError):
         return None
-    return commit + ("-dirty" if dirty else "")
+    return commit, bool(dirty)
 
 
 def find_ok_record(sweep_dir: Path, key: str) -> dict[str, Any] | None:
@@ -148,3 +178,13 @@ def claim_run_dir(run_dir: Path, key: str) -> Path:
     if record is None or record.get("run_key") == key:
         return run_dir
     return run_dir.with_name(f"{run_dir.name}-{key}")
+
+
+def split_sizes(split: Any) -> dict[str, int]:
+    """Examples per split: train, dev and test (a base-to-new split: test_<set> per class set)."""
+    sizes = {"train": len(split.train), "dev": len(split.dev)}
+    if hasattr(split, "tests"):
+        sizes.update({f"test_{name}": len(examples) for name, (_, examples) in split.tests.items()})
+    else:
+        sizes["test"] = len(split.test)
+    return sizes

@@ -13,34 +13,38 @@ import socket
 import sys
 import time
 import traceback
+import types
 from pathlib import Path
 from typing import Any
 
 import hydra
+from hydra import compose, initialize_config_dir
 from hydra.core.hydra_config import HydraConfig
 from hydra.errors import InstantiationException
 from hydra.experimental.callback import Callback
 from hydra.types import RunMode
 from hydra.utils import get_class
-from omegaconf import DictConfig, open_dict
+from omegaconf import DictConfig, OmegaConf, open_dict
 
 from prompt_bench import wandb_run
 from prompt_bench.build import build_experiment
 from prompt_bench.callbacks import parameter_counts, peak_rss_mb
 from prompt_bench.console import print_summary, run_line
-from prompt_bench.errors import PromptBenchError
+from prompt_bench.errors import ConfigError, PromptBenchError
 from prompt_bench.quiet import console_filter, quiet_known_noise, quiet_launcher, sweep_console
 from prompt_bench.records import (
     RECORD_NAME,
     claim_run_dir,
     find_ok_record,
     git_commit,
+    git_dirty,
     move_aside,
     package_versions,
     read_record,
     record_is_corrupt,
     resolved_config,
     run_key,
+    split_sizes,
     write_json_atomic,
 )
 from prompt_bench.run_lock import RunLock, owner_text
@@ -57,11 +61,12 @@ USER_ERRORS = (PromptBenchError, InstantiationException)
 OUTCOMES: list[tuple[str, str]] = []
 
 
-def run_experiment(cfg: DictConfig) -> dict[str, Any]:
+def run_experiment(cfg: DictConfig, overrides: list[str] | None = None) -> dict[str, Any]:
     """Run one experiment and write its record; returns the record (status ok or failed).
 
     In a sweep, a run whose key already has an `ok` record is skipped (its record is returned
-    untouched); a run that was killed resumes from its last checkpoint.
+    untouched); a run that was killed resumes from its last checkpoint. `overrides` are the
+    command-line overrides the record keeps (default: Hydra's task overrides of this job).
     """
     config = resolved_config(cfg)
     key = run_key(config)
@@ -88,7 +93,7 @@ def run_experiment(cfg: DictConfig) -> dict[str, Any]:
         # The previous owner may have finished between our check and our lock.
         if cfg.get("skip_done", True) and (done := already_ok(cfg, key)) is not None:
             return done
-        return run_owned(cfg, config, key, run_dir)
+        return run_owned(cfg, config, key, run_dir, overrides)
     finally:
         lock.release()
 
@@ -120,7 +125,9 @@ def already_ok(cfg: DictConfig, key: str) -> dict[str, Any] | None:
     return done
 
 
-def run_owned(cfg: DictConfig, config: dict[str, Any], key: str, run_dir: Path) -> dict[str, Any]:
+def run_owned(
+    cfg: DictConfig, config: dict[str, Any], key: str, run_dir: Path, overrides: list[str] | None = None
+) -> dict[str, Any]:
     """Train, test and record a run whose dir this process holds."""
     corrupt_record = None
     if record_is_corrupt(run_dir):  # never resumed into a hollow ok: moved aside, said
@@ -134,6 +141,8 @@ def run_owned(cfg: DictConfig, config: dict[str, Any], key: str, run_dir: Path) 
         "config": config,
         "versions": package_versions(),
         "git_commit": git_commit(PROJECT_ROOT),
+        "git_dirty": git_dirty(PROJECT_ROOT),
+        "overrides": list(overrides) if overrides is not None else task_overrides(),
         "slurm_job_id": os.environ.get("SLURM_JOB_ID"),
     }
     if corrupt_record:
@@ -155,6 +164,7 @@ def run_owned(cfg: DictConfig, config: dict[str, Any], key: str, run_dir: Path) 
         if experiment.data_notes:
             record["data_notes"] = experiment.data_notes
         record["split_hash"] = experiment.split.content_hash
+        record["split_sizes"] = split_sizes(experiment.split)
         record["method_info"] = experiment.method.record_info()
         outcome = fit_and_test(cfg, experiment, run_dir, key)
         record["metrics"] = outcome.metrics
@@ -183,6 +193,13 @@ def run_owned(cfg: DictConfig, config: dict[str, Any], key: str, run_dir: Path) 
         wandb_run.finish(record)
     OUTCOMES.append((record["status"], str(run_dir)))
     return record
+
+
+def task_overrides() -> list[str]:
+    """The command-line overrides of this Hydra job (`hydra.overrides.task`), [] outside Hydra."""
+    if not HydraConfig.initialized():
+        return []
+    return list(HydraConfig.get().overrides.task)
 
 
 def tally_lines(outcomes: list[tuple[str, str]]) -> list[str]:
@@ -292,6 +309,37 @@ def main(cfg: DictConfig) -> float | None:
     if record["status"] not in ("ok", "skipped"):
         sys.exit(1)
     return dev_score(record.get("metrics") or {})
+
+
+def run_overrides(overrides: list[str] | tuple[str, ...] = (), run_dir: str | Path | None = None) -> dict[str, Any]:
+    """One run as `prompt-bench <overrides>` would do it (same config tree, same record); returns the
+    record (status ok or failed). run_dir: where it writes (default: Hydra's run dir pattern,
+    outputs/runs/<time>_<method>_<backbone>_<dataset>_s<seed>). Sweeps (-m) stay on the CLI."""
+    overrides = list(overrides)
+    if any(override in ("-m", "--multirun") or "," in override.partition("=")[2] for override in overrides):
+        raise ConfigError("prompt_bench.run runs one experiment; sweep with the CLI: prompt-bench -m ...")
+    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
+        cfg = compose(config_name="config", overrides=overrides, return_hydra_config=True)
+    directory = run_dir if run_dir is not None else OmegaConf.select(cfg, "hydra.run.dir")
+    with open_dict(cfg):
+        cfg.paths.output_dir = str(Path(directory).resolve())
+        del cfg["hydra"]
+    drop_unused_transfer(cfg)
+    return run_experiment(cfg, overrides=overrides)
+
+
+class CallableRunModule(types.ModuleType):
+    """This module, callable: `prompt_bench.run(overrides)` is `run_overrides(overrides)`. (Importing
+    prompt_bench.run binds the package attribute `run` to this module, so the API function and the
+    module must be one object.)"""
+
+    def __call__(
+        self, overrides: list[str] | tuple[str, ...] = (), run_dir: str | Path | None = None
+    ) -> dict[str, Any]:
+        return run_overrides(overrides, run_dir)
+
+
+sys.modules[__name__].__class__ = CallableRunModule
 
 
 if __name__ == "__main__":

@@ -14,16 +14,18 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 from hydra.utils import instantiate
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 from pytorch_lightning.callbacks import Callback, ModelCheckpoint
 from pytorch_lightning.loggers import CSVLogger
 from pytorch_lightning.plugins.environments import SLURMEnvironment
 from safetensors.torch import save_file
 
 from prompt_bench.callbacks import Progress, TrainThroughput, progress_mode
+from prompt_bench.export.metadata import HEAD_FILE, base_model_reference, prompt_metadata
+from prompt_bench.export.peft import write_peft_adapter
 from prompt_bench.methods.base import PROMPT_FILE
 from prompt_bench.quiet import quiet_known_noise
-from prompt_bench.records import move_aside
+from prompt_bench.records import move_aside, share_file
 from prompt_bench.wandb_run import in_sweep, wandb_logger
 
 if TYPE_CHECKING:  # annotations only: the builder imports this module to train dependency runs
@@ -194,19 +196,27 @@ def slurm_plugins() -> list[Any]:
 
 
 def save_prompt(experiment: Experiment, run_dir: Path, cfg: DictConfig) -> None:
-    """The trained prompt alone (fp32 safetensors) + JSON metadata, never the frozen backbone."""
+    """The trained prompt alone (fp32 safetensors) + JSON metadata, never the frozen backbone; a
+    trained head's own parameters (linear, a learned scale) in head.safetensors; a static prompt
+    also as a PEFT adapter (adapter_config.json + adapter_model.safetensors, prompt_bench/export)."""
     tensors = {name: t.detach().float().cpu().contiguous() for name, t in experiment.method.prompt_tensors().items()}
     if not tensors:
         return
     save_file(tensors, str(run_dir / PROMPT_FILE))
-    metadata: dict[str, Any] = {
-        "method": cfg.method.name,
-        "method_config": OmegaConf.to_container(cfg.method.module, resolve=True),
-        "backbone": experiment.adapter.name,
-        "hidden_size": experiment.adapter.hidden_size,
-        "task": experiment.split.task_name,
-        "label_names": list(experiment.split.label_names),
-        "split_hash": experiment.split.content_hash,
-        "shapes": {name: list(t.shape) for name, t in tensors.items()},
-    }
+    share_file(run_dir / PROMPT_FILE)
+    head_tensors = {name: t.detach().float().cpu().contiguous() for name, t in experiment.head.named_parameters()}
+    if head_tensors:
+        save_file(head_tensors, str(run_dir / HEAD_FILE))
+        share_file(run_dir / HEAD_FILE)
+    peft_refusal = None
+    if experiment.method.prompt_site == "input":
+        peft_refusal = write_peft_adapter(run_dir, experiment.method, experiment.adapter, base_model_reference(cfg))
+        if peft_refusal:
+            log.info("no PEFT adapter: %s", peft_refusal)
+    else:
+        peft_refusal = "a class-site prompt (in front of a dual encoder's class texts) has no PEFT adapter type"
+    metadata = prompt_metadata(experiment, cfg, tensors)
+    metadata.update(head_file=HEAD_FILE if head_tensors else None, peft_adapter=peft_refusal is None)
+    if peft_refusal:
+        metadata["peft_refusal"] = peft_refusal
     (run_dir / "prompt.json").write_text(json.dumps(metadata, indent=2))

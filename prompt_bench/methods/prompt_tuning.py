@@ -4,10 +4,10 @@ depth=deep, learned key/value prefixes at every attention layer (P-tuning v2, Li
 from __future__ import annotations
 
 import torch
-from safetensors.torch import load_file
 from torch import Tensor, nn
 
 from prompt_bench.errors import ConfigError
+from prompt_bench.export.peft_files import load_prompt_file
 from prompt_bench.methods.base import MethodContext, PromptMethod
 from prompt_bench.methods.prefix import PrefixEncoder
 
@@ -121,7 +121,7 @@ class PromptTuning(PromptMethod):
         return table.cpu()[picks]
 
     def _rows_from_file(self, hidden_size: int) -> Tensor:
-        tensors = load_file(self.init_file)
+        tensors = load_prompt_file(self.init_file)
         rows = tensors.get("prompt_embeddings")
         if rows is None or rows.shape != (self.n_tokens, hidden_size):
             found = {k: tuple(v.shape) for k, v in tensors.items()}
@@ -148,7 +148,7 @@ class PromptTuning(PromptMethod):
             seed=self.seed,
         )
         if self.init == "file":
-            self._load_prefix_tensors(load_file(self.init_file), source=self.init_file)
+            self._load_prefix_tensors(load_prompt_file(self.init_file), source=self.init_file)
         self.prefix_encoder.to(adapter.input_embeddings.weight.device)
 
     def _load_prefix_tensors(self, tensors: dict[str, Tensor], source: str = "the saved prefix") -> None:
