@@ -21,6 +21,7 @@ from prompt_bench.errors import ConfigError
 from prompt_bench.heads import HEADS, Head
 from prompt_bench.lit import PromptLightningModule
 from prompt_bench.methods.base import Method, MethodContext
+from prompt_bench.methods.bayesprompt.encoding import add_relation_tokens, relation_support
 from prompt_bench.methods.metapt.pretrain import meta_init_file
 from prompt_bench.records import resolved_config, run_key
 from prompt_bench.training import Outcome, fit_and_test
@@ -55,7 +56,11 @@ def build_experiment(cfg: DictConfig) -> Experiment:
     site = prompt_site(method, cfg.method.name)
     site.setup_backbone(cfg, adapter)
     split = site.split(cfg, task, method)
-    head = build_head(cfg.head, adapter, split.label_names, method, cfg.method.name)
+    head_cfg = cfg.head
+    if task.kind == "relation":  # KnowPrompt's tokens in the vocabulary; its restricted-MLM head
+        head_cfg = relation_head_config(cfg, adapter)
+        add_relation_tokens(adapter, len(split.label_names))
+    head = build_head(head_cfg, adapter, split.label_names, method, cfg.method.name)
     method.prepare(
         MethodContext(
             adapter=adapter,
@@ -64,6 +69,8 @@ def build_experiment(cfg: DictConfig) -> Experiment:
             extras=method_extras(cfg, method, adapter),
             train_texts=split.train.texts if isinstance(split, FewShotSplit) else (),
             pool_texts=task.train.texts,
+            task_kind=task.kind,
+            max_length=cfg.dataset.max_length,
         )
     )
     module = site.module(
@@ -87,6 +94,19 @@ def build_experiment(cfg: DictConfig) -> Experiment:
         datamodule=datamodule,
         data_notes=data_notes,
     )
+
+
+def relation_head_config(cfg: DictConfig, adapter: AdapterBase) -> DictConfig:
+    """A relation task is scored by head=relation_mlm (head=auto picks it) on an encoder with an MLM head."""
+    reason = relation_support(adapter)
+    if reason:
+        raise ConfigError(f"dataset '{cfg.dataset.name}' is a relation task, but {reason}.")
+    if cfg.head.name not in ("auto", "relation_mlm"):
+        raise ConfigError(
+            f"dataset '{cfg.dataset.name}' is a relation task, scored by head=relation_mlm (KnowPrompt's "
+            f"restricted MLM logits); head={cfg.head.name} cannot score it: use head=auto or head=relation_mlm."
+        )
+    return OmegaConf.create({"name": "relation_mlm", "_target_": "prompt_bench.heads.RelationMLMHead"})
 
 
 def prompt_site(method: Method, method_name: str) -> InputSite | ClassSite:

@@ -18,12 +18,15 @@ from prompt_bench.backbones.dual import DualEncoderAdapter
 from prompt_bench.base_to_new import BaseToNewSplit, make_base_to_new_split
 from prompt_bench.data import FewShotSplit, TextDataModule, make_split
 from prompt_bench.data.dual_datamodule import DualDataModule
+from prompt_bench.data.relation_split import make_relation_split
 from prompt_bench.data.sources.images import RandomResizedCropFlip
 from prompt_bench.data.tasks import Task
 from prompt_bench.errors import ConfigError
 from prompt_bench.heads import Head
 from prompt_bench.lit import ClassSiteModule, InputSiteModule
 from prompt_bench.methods.base import Method
+from prompt_bench.methods.bayesprompt.encoding import encode_relation_texts
+from prompt_bench.methods.bayesprompt.relation import no_relation_id
 
 
 def token_cache_key(adapter: AdapterBase, task_name: str, max_length: int, add_mask: bool = False) -> str:
@@ -39,6 +42,10 @@ class InputSite:
 
     def split(self, cfg: DictConfig, task: Task, method: Method) -> FewShotSplit:
         check_all_classes(cfg)
+        if task.kind == "relation":
+            return make_relation_split(
+                task, cfg.dataset.k_shot, cfg.dataset.split_seed, cfg.dataset.get("max_test_examples")
+            )
         return make_split(task, cfg.dataset.k_shot, cfg.dataset.split_seed, cfg.dataset.get("max_test_examples"))
 
     def module(
@@ -56,10 +63,21 @@ class InputSite:
             head=head,
             num_classes=len(split.label_names),
             head_lr=cfg.method.get("head_lr"),
+            no_relation=relation_no_relation(split),
             **training,
         )
 
     def datamodule(self, cfg: DictConfig, adapter: BackboneAdapter, head: Head, split: FewShotSplit) -> TextDataModule:
+        if split.kind == "relation":  # KnowPrompt's template, with its own <mask>
+            return TextDataModule(
+                split=split,
+                encode=partial(encode_relation_texts, adapter, max_length=cfg.dataset.max_length),
+                pad_token_id=adapter.tokenizer.pad_token_id,
+                batch_size=cfg.dataset.batch_size,
+                eval_batch_size=cfg.dataset.eval_batch_size,
+                cache_key=token_cache_key(adapter, split.task_name, cfg.dataset.max_length) + "|knowprompt",
+                cache_dir=cfg.paths.cache_dir,
+            )
         add_mask = head.needs_mask_token(adapter)
         return TextDataModule(
             split=split,
@@ -139,6 +157,13 @@ class ClassSite:
 
 
 SITES = {"input": InputSite(), "class": ClassSite()}
+
+
+def relation_no_relation(split: FewShotSplit | BaseToNewSplit) -> int | None:
+    """A relation split's no-relation class id (NA / no_relation / Other; official fallback: class 0), else None."""
+    if getattr(split, "kind", "classification") != "relation":
+        return None
+    return no_relation_id({name: index for index, name in enumerate(split.label_names)})
 
 
 def check_all_classes(cfg: DictConfig) -> None:

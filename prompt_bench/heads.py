@@ -21,6 +21,7 @@ from torch.nn import functional as F
 from prompt_bench.backbones import AdapterBase, BackboneAdapter, BackboneOutput
 from prompt_bench.backbones.dual import DualEncoderAdapter, DualOutput, cosine_logits
 from prompt_bench.errors import ConfigError
+from prompt_bench.methods.bayesprompt.relation import relation_label_words
 
 
 class Head(nn.Module):
@@ -168,9 +169,80 @@ class ItmHead(Head):
         return cosine_logits(output.input_features, output.class_features, adapter.logit_scale())
 
 
+class RelationMLMHead(Head):
+    """KnowPrompt's scoring (lit_models/transformer_full.py:222-230, `pvp`): the MLM logits at the
+    template's <mask>, restricted to the R label tokens [class1..R]:
+
+        logits_r = t(h_mask) · e_r + b_r   (B, R)   t: the MLM head's transform, e_r: [class_r]'s row
+
+    e_r starts as the mean of the word pieces of relation r's name (get_label_word.py; official
+    `init_answer_words`), b_r as the decoder bias of [class_r] (0 for a new token). Officially e_r is the
+    [class_r] row of the tied embedding table; [class_r] never occurs in an input, so keeping the R rows
+    here (`label_embeddings`, also written into the table) is the same function and keeps them in
+    checkpoints when the backbone is frozen. The template (with its own <mask>) comes from the data.
+    """
+
+    name = "relation_mlm"
+
+    def __init__(self, label_names: Sequence[str], adapter: BackboneAdapter) -> None:
+        super().__init__()
+        reason = adapter.supports_verbalizer() if adapter.family == "encoder" else None
+        if adapter.family != "encoder":
+            reason = f"backbone '{adapter.name}' is a {adapter.family} model"
+        if reason:
+            raise ConfigError(
+                f"head=relation_mlm scores MLM logits at <mask>, but {reason}; the relation path needs an encoder "
+                "with an MLM head (backbone=tiny_bert, tiny_roberta, bert_base, roberta_base, roberta_large)."
+            )
+        tokenizer = adapter.tokenizer
+        vocab = tokenizer.get_vocab()
+        class_tokens = [f"[class{i}]" for i in range(1, len(label_names) + 1)]
+        if any(token not in vocab for token in class_tokens):
+            raise ConfigError(
+                "head=relation_mlm needs the [class_i] tokens in the tokenizer; it runs on a relation dataset "
+                "(dataset=synthetic_relation, semeval, tacred, tacrev, retacred), which adds them."
+            )
+        self.label_token_ids = [vocab[token] for token in class_tokens]
+        table = adapter.input_embeddings.weight
+        rows = []
+        for name in label_names:
+            pieces = tokenizer.encode(" " + relation_label_words(name), add_special_tokens=False)
+            rows.append(table[pieces].detach().float().mean(0))
+        self.label_embeddings = nn.Parameter(torch.stack(rows))  # (R, d)
+        with torch.no_grad():
+            table[self.label_token_ids] = self.label_embeddings.to(table)
+        decoder = adapter.model.get_output_embeddings()
+        bias = getattr(decoder, "bias", None)
+        start = bias[self.label_token_ids].detach().float() if bias is not None else torch.zeros(len(label_names))
+        self.label_bias = nn.Parameter(start.clone())
+
+    def forward(self, output: BackboneOutput, batch: dict[str, Tensor], adapter: BackboneAdapter) -> Tensor:
+        input_ids = batch["input_ids"]
+        is_mask = input_ids == adapter.tokenizer.mask_token_id
+        if not bool((is_mask.sum(1) == 1).all()):
+            raise ValueError("head=relation_mlm needs exactly one <mask> per input (the relation template's).")
+        positions = is_mask.int().argmax(dim=1) + output.n_prompt
+        rows = torch.arange(input_ids.shape[0], device=input_ids.device)
+        transformed = mlm_transform(adapter, output.hidden[rows, positions]).float()  # (B, d)
+        return transformed @ self.label_embeddings.T + self.label_bias
+
+
+def mlm_transform(adapter: BackboneAdapter, hidden: Tensor) -> Tensor:
+    """(B, d) -> (B, d): the MLM head before its decoder (BERT: cls.predictions.transform;
+    RoBERTa/MPNet: lm_head dense -> GELU -> layer_norm)."""
+    model = adapter.model
+    if hasattr(model, "cls"):
+        return model.cls.predictions.transform(hidden)
+    head = getattr(model, "lm_head", None)
+    if head is not None and hasattr(head, "dense") and hasattr(head, "layer_norm"):
+        return head.layer_norm(F.gelu(head.dense(hidden)))
+    raise ConfigError(f"backbone '{adapter.name}' ({type(model).__name__}) has no BERT- or RoBERTa-style MLM head.")
+
+
 HEADS: dict[str, type[Head]] = {
     "label_similarity": LabelSimilarityHead,
     "linear": LinearHead,
     "verbalizer": VerbalizerHead,
     "itm": ItmHead,
+    "relation_mlm": RelationMLMHead,
 }

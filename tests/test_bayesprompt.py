@@ -6,13 +6,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-import pytorch_lightning as pl
 import torch
 from safetensors.torch import load_file
 
 from prompt_bench.build import build_experiment
 from prompt_bench.methods.bayesprompt.method import ARTEFACT_FILE, ARTEFACT_KIND
 from prompt_bench.run import run_experiment
+from tests.helpers.training import LossHistory, fit
 
 FAMILIES = ("tiny_bert", "tiny_roberta", "tiny_t5", "tiny_gpt2")
 HEADS = ("verbalizer", "linear", "label_similarity")
@@ -55,17 +55,7 @@ def test_particle_write_changes_only_the_virtual_rows_in_a_training_step(make_co
     module, method = experiment.module, experiment.method
     method.epochs_done.fill_(method.start_epoch)  # as after epoch 0
     before = snapshot(module)
-    trainer = pl.Trainer(
-        max_steps=1,
-        max_epochs=-1,
-        logger=False,
-        enable_checkpointing=False,
-        limit_val_batches=0,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        accelerator="cpu",
-    )
-    trainer.fit(module, datamodule=experiment.datamodule)
+    fit(experiment, steps=1)
     after = module.state_dict()
     differing = {name for name, tensor in before.items() if not torch.equal(tensor, after[name])}
     assert differing - {"method.epochs_done"} == {"method.virtual_tokens"}  # the counter: the epoch ended
@@ -165,24 +155,9 @@ def test_it_learns_with_particles_written_and_only_the_prompt_trains(make_config
     module = experiment.module
     backbone_before = {name: p.detach().clone() for name, p in module.backbone.named_parameters()}
     prompt_before = module.method.prompt_embeddings.detach().clone()
-    losses: list[float] = []
-
-    class Losses(pl.Callback):
-        def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
-            losses.append(float(outputs["loss"]))
-
-    trainer = pl.Trainer(
-        max_steps=80,
-        max_epochs=-1,
-        logger=False,
-        enable_checkpointing=False,
-        limit_val_batches=0,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        callbacks=[Losses()],
-        accelerator="cpu",
-    )
-    trainer.fit(module, datamodule=experiment.datamodule)
+    history = LossHistory()
+    fit(experiment, steps=80, callbacks=[history])
+    losses = history.losses
     assert sum(losses[-5:]) < sum(losses[:5]), f"loss did not decrease: {losses[:5]} -> {losses[-5:]}"
     assert all(torch.equal(p.detach(), backbone_before[name]) for name, p in module.backbone.named_parameters())
     assert not torch.equal(module.method.prompt_embeddings.detach(), prompt_before)

@@ -12,7 +12,9 @@ from prompt_bench.run import run_experiment
 from tests.conftest import CONF_DIR
 
 EXPERIMENTS = sorted(path.stem for path in (CONF_DIR / "experiment").glob("*.yaml"))
-DATASETS = sorted(path.stem for path in (CONF_DIR / "dataset").glob("*.yaml"))
+RELATION_FILE = CONF_DIR / "dataset" / "shared" / "relation.yaml"  # the relation datasets' protocol instead
+RELATION_DATASETS = sorted(p.stem for p in (CONF_DIR / "dataset").glob("*.yaml") if "shared/relation@" in p.read_text())
+DATASETS = sorted(p.stem for p in (CONF_DIR / "dataset").glob("*.yaml") if p.stem not in RELATION_DATASETS)
 FEW_SHOT_FILE = CONF_DIR / "dataset" / "shared" / "few_shot.yaml"  # included by every dataset
 FEW_SHOT_KEYS = {
     "k_shot",
@@ -93,6 +95,20 @@ def test_every_dataset_composes_with_the_few_shot_keys(dataset, make_config):
     own, shared = (OmegaConf.to_container(OmegaConf.load(file)) for file in (path, FEW_SHOT_FILE))
     repeated = [key for key in FEW_SHOT_KEYS if key in own and own[key] == shared[key]]
     assert not repeated, f"conf/dataset/{dataset}.yaml repeats {repeated} from conf/dataset/shared/few_shot.yaml"
+
+
+def test_relation_datasets_follow_the_official_relation_protocol(make_config):
+    """BayesPrompt / KnowPrompt: K per relation with the official split seeds 1-5 (not the run's seed), length 256."""
+    assert RELATION_DATASETS == ["retacred", "semeval", "synthetic_relation", "tacred", "tacrev"]
+    for dataset in RELATION_DATASETS:
+        cfg = make_config(f"dataset={dataset}", "seed=21")
+        assert FEW_SHOT_KEYS <= set(cfg.dataset), FEW_SHOT_KEYS - set(cfg.dataset)
+        assert cfg.dataset.split_seed == 1 and cfg.dataset.k_shot == 16 and cfg.dataset.classes == "all"
+        assert cfg.dataset.max_length == (64 if dataset == "synthetic_relation" else 256)
+        path = CONF_DIR / "dataset" / f"{dataset}.yaml"
+        own, shared = (OmegaConf.to_container(OmegaConf.load(file)) for file in (path, RELATION_FILE))
+        repeated = [key for key in FEW_SHOT_KEYS if key in own and own[key] == shared[key]]
+        assert not repeated, f"conf/dataset/{dataset}.yaml repeats {repeated} from conf/dataset/shared/relation.yaml"
 
 
 def test_the_coop_family_shares_one_dassl_schedule(make_config):

@@ -458,14 +458,15 @@ def test_every_dataset_conf_opens_with_a_comment_and_has_the_schema():
     )
     tweet_names = [f"tweets_{domain}" for domain in TWEET_DOMAINS]
     hub_names = ["mnli", "qnli", "sst2", "cb", "copa", "wsc", "rte", "wic", "cola", "mrpc"]  # GLUE/SuperGLUE
-    assert names == sorted(["bbc_news", *tweet_names, "csv", "jsonl", "hf", "synthetic", *hub_names])
+    relation_names = ["synthetic_relation", "semeval", "tacred", "tacrev", "retacred"]  # BayesPrompt's relation path
+    assert names == sorted(["bbc_news", *tweet_names, "csv", "jsonl", "hf", "synthetic", *hub_names, *relation_names])
     for name in names:
         first_line = (DATASET_CONF_DIR / f"{name}.yaml").read_text().splitlines()[0]
         assert first_line.startswith("# ") and len(first_line) > 20, name
         conf = dataset_conf(name)
         assert conf.name == name
         assert conf.task._target_.startswith("prompt_bench.data.sources.")
-        assert conf.split_seed == 13
+        assert conf.split_seed == (1 if name in relation_names else 13)  # relation: official split seeds 1-5
         assert {"k_shot", "max_test_examples", "max_length", "batch_size", "eval_batch_size"} <= set(conf)
     assert dataset_conf("tweets_all").max_test_examples == 2000
     assert dataset_conf("tweets_cars").max_length == 64 and dataset_conf("synthetic").max_length == 32

@@ -33,6 +33,7 @@ class FewShotSplit:
     dev: Examples
     test: Examples
     content_hash: str  # first 16 hex chars of a sha256 over label names + train/dev/test texts and labels
+    kind: str = "classification"  # or "relation" (texts are KnowPrompt records, see data/relation_split.py)
 
     @property
     def num_classes(self) -> int:

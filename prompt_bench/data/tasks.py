@@ -7,7 +7,8 @@ from dataclasses import dataclass
 
 from prompt_bench.errors import ConfigError, DataError
 
-METRICS = ("acc", "f1")
+METRICS = ("acc", "f1", "micro_f1")
+TASK_KINDS = ("classification", "relation")
 
 
 @dataclass(frozen=True)
@@ -45,7 +46,10 @@ class Examples:
 class Task:
     """A classification task: class names, a train pool to draw few-shot samples from, a test split.
 
-    `metric` is the primary metric runs select on: "acc" (accuracy) or "f1" (macro-F1).
+    `metric` is the primary metric runs select on: "acc" (accuracy), "f1" (macro-F1) or, for a
+    relation task, "micro_f1" (micro-F1 without the no-relation class).
+    kind: "classification", or "relation": each text is a KnowPrompt JSON record with entity spans
+    (prompt_bench/data/sources/relations.py) and `dev` holds the dataset's own dev set.
     """
 
     name: str
@@ -53,6 +57,8 @@ class Task:
     train: Examples
     test: Examples
     metric: str = "acc"
+    kind: str = "classification"
+    dev: Examples | None = None
 
     def __post_init__(self) -> None:
         label_names = tuple(str(name) for name in self.label_names)
@@ -71,9 +77,17 @@ class Task:
         if self.metric not in METRICS:
             raise ConfigError(
                 f"task '{self.name}' has metric '{self.metric}'; use one of {list(METRICS)} "
-                "('acc' = accuracy, 'f1' = macro-F1)."
+                "('acc' = accuracy, 'f1' = macro-F1, 'micro_f1' = relation micro-F1 without no-relation)."
             )
-        for split_name, examples in (("train", self.train), ("test", self.test)):
+        if self.kind not in TASK_KINDS:
+            raise ConfigError(f"task '{self.name}' has kind '{self.kind}'; use one of {list(TASK_KINDS)}.")
+        if (self.metric == "micro_f1") != (self.kind == "relation"):
+            raise ConfigError(
+                f"task '{self.name}' ({self.kind}) has metric '{self.metric}'; micro_f1 is the relation tasks' "
+                "metric and theirs only."
+            )
+        splits = (("train", self.train), ("test", self.test)) + ((("dev", self.dev),) if self.dev is not None else ())
+        for split_name, examples in splits:
             self._check_split(split_name, examples)
 
     def _check_split(self, split_name: str, examples: Examples) -> None:

@@ -21,6 +21,7 @@ from torchmetrics.classification import MulticlassAccuracy, MulticlassF1Score
 from prompt_bench.backbones import AdapterBase
 from prompt_bench.errors import ConfigError
 from prompt_bench.heads import Head
+from prompt_bench.lit.micro_f1 import MicroF1NoRelation
 from prompt_bench.methods.base import Method
 from prompt_bench.scores import harmonic_mean
 
@@ -28,14 +29,16 @@ SCHEDULER_INTERVALS = ("step", "epoch")
 BEST_TRACKED = ("acc", "f1")
 
 
-def split_metrics(num_classes: int) -> MetricCollection:
-    """Accuracy and macro-F1 over C classes (macro-F1 is primary for imbalanced tasks)."""
-    return MetricCollection(
-        {
-            "acc": MulticlassAccuracy(num_classes=num_classes, average="micro"),
-            "f1": MulticlassF1Score(num_classes=num_classes, average="macro"),
-        }
-    )
+def split_metrics(num_classes: int, no_relation: int | None = None) -> MetricCollection:
+    """Accuracy and macro-F1 over C classes (macro-F1 is primary for imbalanced tasks); with a
+    no_relation class id (a relation task), also micro_f1: micro-F1 without that class."""
+    metrics = {
+        "acc": MulticlassAccuracy(num_classes=num_classes, average="micro"),
+        "f1": MulticlassF1Score(num_classes=num_classes, average="macro"),
+    }
+    if no_relation is not None:
+        metrics["micro_f1"] = MicroF1NoRelation(no_relation)
+    return MetricCollection(metrics)
 
 
 def with_hmean(scores: dict[str, float]) -> dict[str, float]:
@@ -50,7 +53,8 @@ class PromptLightningModule(pl.LightningModule):
 
     num_classes: C of the training classes (train and dev). test_sets: test-set name -> its C, in
     test-loader order ({"all": C} for one set; {"base": C_b, "new": C_n} for base-to-new).
-    primary_metric ("acc" or "f1") is what best-on-dev selection monitors. The scheduler steps every
+    primary_metric ("acc", "f1", or a relation task's "micro_f1") is what best-on-dev selection monitors;
+    no_relation: a relation task's no-relation class id (adds micro_f1 to every split's metrics). The scheduler steps every
     `scheduler_interval` ("step" or "epoch"; None = the site's `default_scheduler_interval`).
     """
 
@@ -68,6 +72,7 @@ class PromptLightningModule(pl.LightningModule):
         scheduler_interval: str | None = None,
         head_lr: float | None = None,
         primary_metric: str = "acc",
+        no_relation: int | None = None,
     ) -> None:
         super().__init__()
         interval = scheduler_interval or self.default_scheduler_interval
@@ -88,10 +93,12 @@ class PromptLightningModule(pl.LightningModule):
         self.test_sets = tuple(test_sets)
         self.test_set_sizes = dict(test_sets)
         self.backbone.set_trainable(method.trains_backbone)
-        self.train_metrics = split_metrics(num_classes).clone(prefix="train/")
-        self.val_metrics = split_metrics(num_classes).clone(prefix="val/")
-        self.test_metrics = torch.nn.ModuleList(split_metrics(count) for count in test_sets.values())
-        self.val_best = torch.nn.ModuleDict({name: MaxMetric() for name in BEST_TRACKED})
+        self.no_relation = no_relation
+        self.train_metrics = split_metrics(num_classes, no_relation).clone(prefix="train/")
+        self.val_metrics = split_metrics(num_classes, no_relation).clone(prefix="val/")
+        self.test_metrics = torch.nn.ModuleList(split_metrics(count, no_relation) for count in test_sets.values())
+        tracked = BEST_TRACKED + (("micro_f1",) if no_relation is not None else ())
+        self.val_best = torch.nn.ModuleDict({name: MaxMetric() for name in tracked})
         # Checkpoints hold trainable state only, so loading them into a fresh module is non-strict.
         self.strict_loading = False
 
@@ -164,7 +171,7 @@ class PromptLightningModule(pl.LightningModule):
         self.eval()
         scores: dict[str, float] = {}
         for set_name, loader in zip(self.test_sets, loaders):
-            metrics = split_metrics(self.test_set_sizes[set_name]).to(self.device)
+            metrics = split_metrics(self.test_set_sizes[set_name], self.no_relation).to(self.device)
             for batch in loader:
                 batch = {key: value.to(self.device) for key, value in batch.items()}
                 metrics.update(self.set_logits(batch, set_name, use_prompt=use_prompt), batch["labels"])

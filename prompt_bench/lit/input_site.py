@@ -42,6 +42,7 @@ class InputSiteModule(PromptLightningModule):
         head_lr: float | None = None,
         primary_metric: str = "acc",
         scheduler_interval: str | None = None,
+        no_relation: int | None = None,
     ) -> None:
         super().__init__(
             backbone=backbone,
@@ -54,6 +55,7 @@ class InputSiteModule(PromptLightningModule):
             scheduler_interval=scheduler_interval,
             head_lr=head_lr,
             primary_metric=primary_metric,
+            no_relation=no_relation,
         )
 
     def forward(self, batch: dict[str, Tensor], use_prompt: bool = True) -> Tensor:

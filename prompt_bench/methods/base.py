@@ -33,6 +33,8 @@ class MethodContext:
     extras: dict[str, Any] = field(default_factory=dict)
     train_texts: tuple[str, ...] = ()
     pool_texts: tuple[str, ...] = ()
+    task_kind: str = "classification"  # or "relation": the texts are KnowPrompt records (data/sources/relations.py)
+    max_length: int | None = None  # the dataset's max_length (the relation template's length)
 
 
 class Method(nn.Module):

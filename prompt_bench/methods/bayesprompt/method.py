@@ -120,6 +120,15 @@ class BayesPrompt(PromptTuning):
     def prepare(self, context: MethodContext) -> None:
         """P as prompt tuning; then the particles (from the artefact, or GMM + SVGD) and V."""
         super().prepare(context)
+        if context.task_kind != "classification":
+            raise ConfigError(
+                f"method=bayesprompt is the sentence-classification path; a {context.task_kind} task needs "
+                "method=bayesprompt_relation."
+            )
+        self._prepare_particles(context)
+
+    def _prepare_particles(self, context: MethodContext) -> None:
+        """The particles (from the artefact, or GMM + SVGD) and V."""
         if not context.train_texts or not context.pool_texts:
             raise ConfigError(
                 "method=bayesprompt needs the split's train texts and the task's train pool in its MethodContext; "
@@ -199,13 +208,17 @@ class BayesPrompt(PromptTuning):
             metadata={name: f"{value:.3f}" for name, value in timings.items()},
         )
 
+    def _encode(self, context: MethodContext, texts: tuple[str, ...]) -> list[list[int]]:
+        """Token ids of the texts the features average (here: the sentence alone, as the run tokenises it)."""
+        return context.adapter.encode_texts(list(texts), max_length=self.feature["max_length"])
+
     def _features(self, context: MethodContext, texts: tuple[str, ...]) -> Tensor:
         """(N, d) mean input embeddings of the texts as tokenised for the model (CPU, fp32)."""
         adapter = context.adapter
         pad_id = adapter.tokenizer.pad_token_id
         if pad_id is None:
             pad_id = adapter.tokenizer.eos_token_id
-        ids = adapter.encode_texts(list(texts), max_length=self.feature["max_length"])
+        ids = self._encode(context, texts)
         pad_to = self.feature["pad_to"]
         if pad_to is not None and pad_to < max(len(row) for row in ids):
             raise ConfigError(
