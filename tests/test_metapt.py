@@ -21,9 +21,10 @@ import torch
 from hydra.utils import instantiate
 from safetensors.torch import load_file
 
-from prompt_bench.build import build_experiment
+from prompt_bench.build import build_experiment, build_head
 from prompt_bench.data import TWEET_DOMAINS
 from prompt_bench.errors import ConfigError
+from prompt_bench.methods.metapt import fit as fit_module
 from prompt_bench.methods.metapt import pretrain
 from prompt_bench.methods.metapt.pretrain import (
     CLUSTERS_FILE,
@@ -233,17 +234,12 @@ def test_ppt_shares_metapt_settings_but_not_its_artefact(make_config):
 
 
 def test_a_killed_maker_resumes_from_its_checkpoint_under_the_lock(make_config, tmp_path, monkeypatch):
-    from hydra.utils import instantiate as build
-
-    from prompt_bench.build import build_head
-    from prompt_bench.methods.metapt import fit as fit_module
-
     overrides = ["method=metapt", "backbone=tiny_bert", *TINY_PRETRAIN, "method.pretrain.meta_steps=5"]
 
     def make(cache: Path) -> Path:
         cfg = make_config(*overrides)
         cfg.paths.cache_dir = str(cache)
-        return pretrain.meta_init_file(cfg, build(cfg.backbone), build(cfg.method.module), build_head)
+        return pretrain.meta_init_file(cfg, instantiate(cfg.backbone), instantiate(cfg.method.module), build_head)
 
     whole = load_file(str(make(tmp_path / "whole")))["prompt_embeddings"]
     original = fit_module.MetaStepLine.on_train_batch_end
