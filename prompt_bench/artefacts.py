@@ -4,7 +4,8 @@ An artefact is requested by a spec (a JSON-able dict naming everything that make
 -> its directory is returned; absent -> it is made once, under a file lock, into a temporary
 directory that is renamed into place, so twenty sweep jobs needing one source prompt train it
 once, in whichever job gets there first, on a laptop or on SLURM, and a killed maker never
-leaves a half-made artefact behind.
+leaves a half-made artefact behind. A resumable artefact (a long fit) keeps its in-progress
+directory when the maker dies, so the next maker continues from its checkpoint.
 """
 
 from __future__ import annotations
@@ -42,8 +43,14 @@ class ArtefactStore:
     def exists(self, kind: str, spec: dict[str, Any]) -> bool:
         return (self.directory(kind, spec) / SPEC_FILE).exists()
 
-    def get_or_make(self, kind: str, spec: dict[str, Any], make: Callable[[Path], None]) -> Path:
-        """The artefact's directory; `make(tmp_dir)` fills a fresh one when it does not exist yet."""
+    def get_or_make(
+        self, kind: str, spec: dict[str, Any], make: Callable[[Path], None], resumable: bool = False
+    ) -> Path:
+        """The artefact's directory; `make(tmp_dir)` fills a fresh one when it does not exist yet.
+
+        resumable: the in-progress directory is `.<key>.partial` and is kept when `make` fails or
+        the process dies, so the next maker (under the same lock) finds what it left (a checkpoint).
+        """
         final = self.directory(kind, spec)
         if (final / SPEC_FILE).exists():
             return final
@@ -52,7 +59,11 @@ class ArtefactStore:
             if (final / SPEC_FILE).exists():  # made by another job while this one waited
                 return final
             log.info("making %s artefact %s", kind, final.name)
-            workspace = Path(tempfile.mkdtemp(dir=final.parent, prefix=f".{final.name}."))
+            if resumable:
+                workspace = final.parent / f".{final.name}.partial"
+                workspace.mkdir(exist_ok=True)
+            else:
+                workspace = Path(tempfile.mkdtemp(dir=final.parent, prefix=f".{final.name}."))
             try:
                 make(workspace)
                 (workspace / SPEC_FILE).write_text(json.dumps(spec, indent=2, sort_keys=True, default=str))
@@ -60,6 +71,6 @@ class ArtefactStore:
                     shutil.rmtree(final)
                 workspace.rename(final)
             finally:
-                if workspace.exists():
+                if workspace.exists() and not resumable:
                     shutil.rmtree(workspace, ignore_errors=True)
         return final

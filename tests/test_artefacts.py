@@ -49,3 +49,26 @@ def test_failed_make_leaves_nothing_behind(tmp_path):
     assert [p.name for p in (tmp_path / "teacher").iterdir() if not p.name.endswith(".lock")] == []
     made = store.get_or_make("teacher", {"k": 1}, lambda d: (d / "ok").write_text("1"))
     assert (made / "ok").exists()
+
+
+def test_a_resumable_make_finds_what_its_failed_predecessor_left(tmp_path):
+    store = ArtefactStore(tmp_path)
+    seen = []
+
+    def broken(directory: Path) -> None:
+        (directory / "checkpoint").write_text("step 3")
+        raise RuntimeError("killed mid-way")
+
+    def resume(directory: Path) -> None:
+        seen.append((directory / "checkpoint").read_text())
+        (directory / "checkpoint").unlink()
+        (directory / "ok").write_text("1")
+
+    with pytest.raises(RuntimeError):
+        store.get_or_make("meta_init", {"k": 1}, broken, resumable=True)
+    assert not store.exists("meta_init", {"k": 1})
+    partial = tmp_path / "meta_init" / f".{artefact_key({'k': 1})}.partial"
+    assert (partial / "checkpoint").read_text() == "step 3"
+    made = store.get_or_make("meta_init", {"k": 1}, resume, resumable=True)
+    assert seen == ["step 3"] and sorted(p.name for p in made.iterdir()) == ["ok", "spec.json"]
+    assert not partial.exists()

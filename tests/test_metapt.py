@@ -21,9 +21,10 @@ import torch
 from hydra.utils import instantiate
 from safetensors.torch import load_file
 
-from prompt_bench.build import build_experiment
+from prompt_bench.build import build_experiment, build_head
 from prompt_bench.data import TWEET_DOMAINS
 from prompt_bench.errors import ConfigError
+from prompt_bench.methods.metapt import fit as fit_module
 from prompt_bench.methods.metapt import pretrain
 from prompt_bench.methods.metapt.pretrain import (
     CLUSTERS_FILE,
@@ -230,3 +231,35 @@ def test_ppt_shares_metapt_settings_but_not_its_artefact(make_config):
     assert ppt.method.pretrain.mode == "multitask" and meta.method.pretrain.mode == "meta"
     meta_spec, ppt_spec = (init_spec(c, pretrain_config(c), "verbalizer") for c in (meta, ppt))
     assert {k for k in meta_spec if meta_spec[k] != ppt_spec[k]} == {"mode"}
+
+
+def test_a_killed_maker_resumes_from_its_checkpoint_under_the_lock(make_config, tmp_path, monkeypatch):
+    overrides = ["method=metapt", "backbone=tiny_bert", *TINY_PRETRAIN, "method.pretrain.meta_steps=5"]
+
+    def make(cache: Path) -> Path:
+        cfg = make_config(*overrides)
+        cfg.paths.cache_dir = str(cache)
+        return pretrain.meta_init_file(cfg, instantiate(cfg.backbone), instantiate(cfg.method.module), build_head)
+
+    whole = load_file(str(make(tmp_path / "whole")))["prompt_embeddings"]
+    original = fit_module.MetaStepLine.on_train_batch_end
+
+    def killer(self, trainer, module, outputs, batch, batch_idx):
+        if trainer.global_step == 3:
+            raise RuntimeError("killed after 3 meta-steps")
+        original(self, trainer, module, outputs, batch, batch_idx)
+
+    monkeypatch.setattr(fit_module.MetaStepLine, "on_train_batch_end", killer)
+    with pytest.raises(RuntimeError, match="killed"):
+        make(tmp_path / "resumed")
+    root = tmp_path / "resumed" / "artefacts" / "meta_init"
+    assert artefact_dirs(tmp_path / "resumed") == []  # no half-made artefact
+    (partial,) = root.glob(".*.partial")
+    assert (partial / pretrain.CHECKPOINT_DIR / "last.ckpt").exists()
+    monkeypatch.setattr(fit_module.MetaStepLine, "on_train_batch_end", original)
+
+    made = make(tmp_path / "resumed")
+    torch.testing.assert_close(load_file(str(made))["prompt_embeddings"], whole, rtol=1e-6, atol=1e-7)
+    history = json.loads((made.parent / HISTORY_FILE).read_text())
+    assert history["resumed_from_step"] == 2 and [s["step"] for s in history["steps"]] == list(range(5))
+    assert not partial.exists() and not (made.parent / pretrain.CHECKPOINT_DIR).exists()

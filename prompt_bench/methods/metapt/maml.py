@@ -261,6 +261,26 @@ def multitask_loss(
     return total / len(task_batches) if reduction == "mean" else total
 
 
+def step_gradients(
+    params: Mapping[str, Tensor],
+    tasks_batch: Sequence[tuple[Any, Any]],
+    loss_fn: LossFn,
+    config: PromptMAMLConfig,
+    baseline: bool,
+    stats: dict[str, Any],
+) -> Params:
+    """One outer step's gradient: `meta_step` (MetaPT), or with baseline=True PPT's gradient of
+    `multitask_loss` over every support and query batch as training batches (stats["loss"])."""
+    if not baseline:
+        return meta_step(params, tasks_batch, loss_fn, config, stats)
+    leaves = _leaves(params)
+    flat = [batch for pair in tasks_batch for batch in pair]
+    loss = multitask_loss(leaves, flat, loss_fn, config.task_reduction)
+    grads = _grads(loss, leaves, create_graph=False)
+    stats["loss"] = float(loss.detach())
+    return grads
+
+
 def meta_train(
     params: Mapping[str, Tensor],
     tasks: Sequence[AuxiliaryTask],
@@ -278,7 +298,8 @@ def meta_train(
     collates support and query into batches with `collate(examples, task)`, and applies the
     meta-gradient (SGD at outer_lr, or `optimizer`). With baseline=True it is PPT instead: the
     same episodes, support and query both as training batches, gradient of `multitask_loss`.
-    This loop is the framework-free core; the Lightning method drives the same functions.
+    This loop is the framework-free reference; the artefact maker runs the same steps as a
+    Lightning fit (fit.py: MetaFit), which adds checkpoints and resume.
     """
     small = [task.name for task in tasks if len(task) < 2 * config.m]
     if small:
@@ -294,14 +315,7 @@ def meta_train(
             (collate(episode.support, episode.task), collate(episode.query, episode.task)) for episode in episodes
         ]
         stats: dict[str, Any] = {"step": step, "tasks": [episode.task.name for episode in episodes]}
-        if baseline:
-            leaves = _leaves(params)
-            flat = [batch for pair in batches for batch in pair]
-            loss = multitask_loss(leaves, flat, loss_fn, config.task_reduction)
-            grads = _grads(loss, leaves, create_graph=False)
-            stats["loss"] = float(loss.detach())
-        else:
-            grads = meta_step(params, batches, loss_fn, config, stats)
+        grads = step_gradients(params, batches, loss_fn, config, baseline, stats)
         if optimizer is None:
             outer_update(params, grads, outer_lr=config.outer_lr)
         else:

@@ -13,11 +13,12 @@ that makes it (`init_spec`): mode, corpus (name, its task config, exclusion, cap
 clustering, task formats, meta settings, the backbone config, the head, n_tokens and the initial
 prompt's init and seed. The run's own seed is NOT in it: the five seeds of a sweep share one init.
 
-Meta-training is a plain loop (`maml.meta_train`), not a Lightning fit: an outer step is a
-meta-gradient over several tasks' inner loops, which Lightning's one-batch-one-step loop would
-hide behind manual optimisation for no gain here. It logs every `log_every` steps and records the
-per-step query loss and the wall time in history.json; there is no mid-run checkpoint (a killed
-maker leaves no artefact, and the next run starts it again).
+Meta-training is a Lightning fit (fit.py: one training step = one outer step, manual
+optimisation, the same steps as the reference loop `maml.meta_train`). It logs every `log_every`
+steps, writes last.ckpt every `checkpoint_every` steps into the artefact's in-progress directory
+(`.<key>.partial/checkpoints/`, kept when the maker dies, under the artefact lock), and a later
+maker of the same key resumes from it on the same episode sequence. history.json records the
+per-step query loss and the meta-training seconds over all attempts.
 
 The meta-parameters are the prompt P and the trainable parameters of the heads (one head per
 label space of the auxiliary tasks; a linear head has some, label-similarity and verbalizer heads
@@ -31,6 +32,7 @@ import contextlib
 import json
 import logging
 import re
+import shutil
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
@@ -52,11 +54,8 @@ from prompt_bench.data import TWEET_DOMAINS, Task
 from prompt_bench.errors import ConfigError
 from prompt_bench.methods.base import MethodContext
 from prompt_bench.methods.metapt.clustering import ClusteringConfig, cluster_corpus
-from prompt_bench.methods.metapt.maml import (
-    PromptMAMLConfig,
-    build_outer_optimizer,
-    meta_train,
-)
+from prompt_bench.methods.metapt.fit import EpisodeStream, MetaFit, fit_meta
+from prompt_bench.methods.metapt.maml import PromptMAMLConfig
 from prompt_bench.methods.metapt.tasks import (
     AuxiliaryTask,
     Example,
@@ -73,6 +72,7 @@ PROMPT_FILE = "prompt.safetensors"
 HEADS_FILE = "heads.safetensors"
 CLUSTERS_FILE = "clusters.json"
 HISTORY_FILE = "history.json"
+CHECKPOINT_DIR = "checkpoints"  # last.ckpt of the meta-training fit, inside the in-progress directory
 MODES = ("meta", "multitask")
 PRETRAIN_INITS = ("random", "vocab")
 CONF_DIR = Path(__file__).resolve().parents[3] / "conf"
@@ -109,6 +109,7 @@ class PretrainConfig:
     m: int = 8
     meta_steps: int = 100
     log_every: int = 10
+    checkpoint_every: int = 1  # last.ckpt every n meta-steps (a few KB: the prompt, heads, optimizer state)
     embed_batch_size: int = 64
 
     def __post_init__(self) -> None:
@@ -260,7 +261,7 @@ def meta_init_file(cfg: DictConfig, adapter: BackboneAdapter, method: nn.Module,
     def make(workspace: Path) -> None:
         make_init(cfg, config, adapter, method, build_head, workspace)
 
-    return store.get_or_make(INIT_KIND, spec, make) / PROMPT_FILE
+    return store.get_or_make(INIT_KIND, spec, make, resumable=True) / PROMPT_FILE
 
 
 # ---- making it -----------------------------------------------------------------------------------
@@ -380,35 +381,20 @@ def make_init(
         def loss_fn(values: dict[str, Tensor], batch: dict[str, Any]) -> Tensor:
             return functional_call(model, dict(values), (batch,))
 
-        def on_step(step: int, stats: dict[str, Any]) -> None:
-            if config.log_every and (step + 1) % config.log_every == 0:
-                loss = stats.get("query_loss", stats.get("loss"))
-                log.info(
-                    "%s init: step %d/%d, loss %.4f, %.1fs",
-                    config.mode,
-                    step + 1,
-                    maml.meta_steps,
-                    loss,
-                    time.perf_counter() - started,
-                )
-
-        optimizer = build_outer_optimizer(params.values(), maml)
-        meta_started = time.perf_counter()
+        # one generator for the whole run, drawn from step 0 (a resumed fit redraws the steps it skips)
+        stream = EpisodeStream(kept, maml, collate, seed=config.seed)
+        fit = MetaFit(model, adapter, loss_fn, maml, stream, baseline=config.mode == "multitask")
         with attention_for(maml):
-            # one generator for the whole run (an int would re-seed every step: the same episodes each time)
-            episodes = torch.Generator().manual_seed(config.seed)
-            history = meta_train(
-                params,
-                kept,
-                loss_fn,
-                collate,
-                maml,
-                generator=episodes,
-                optimizer=optimizer,
-                baseline=config.mode == "multitask",
-                on_step=on_step,
+            history = fit_meta(
+                fit,
+                workspace / CHECKPOINT_DIR,
+                label=config.mode,
+                log_every=config.log_every,
+                checkpoint_every=config.checkpoint_every,
+                accelerator="gpu" if device.type == "cuda" else "cpu",
             )
-        meta_seconds = time.perf_counter() - meta_started
+        meta_seconds = fit.seconds
+        shutil.rmtree(workspace / CHECKPOINT_DIR, ignore_errors=True)  # the artefact is the prompt, not the fit
         save_file({"prompt_embeddings": model.prompt.detach().float().cpu().contiguous()}, str(workspace / PROMPT_FILE))
         head_tensors = {n: p.detach().float().cpu().contiguous() for n, p in params.items() if n != "prompt"}
         if head_tensors:
@@ -434,7 +420,8 @@ def make_init(
                 {
                     "mode": config.mode,
                     "meta_steps": maml.meta_steps,
-                    "meta_train_seconds": meta_seconds,
+                    "meta_train_seconds": meta_seconds,  # every attempt's, when resumed
+                    "resumed_from_step": fit.resumed_from,
                     "total_seconds": time.perf_counter() - started,
                     "device": str(device),
                     "steps": history,
