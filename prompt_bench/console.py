@@ -84,7 +84,8 @@ def run_line(record: dict[str, Any], status: str | None = None) -> str:
     if status == "failed":
         score = str(record.get("error") or "").splitlines()[0][:100] if record.get("error") else "failed"
     elif primary:
-        score = f"test {primary} {percent(metrics.get('test/primary'))}"
+        already = "already ok  " if status == "skipped" else ""
+        score = f"{already}test {primary} {percent(metrics.get('test/primary'))}"
         if f"val/{primary}_best" in metrics:
             score += f"  dev {percent(metrics[f'val/{primary}_best'])}"
     else:

@@ -143,7 +143,7 @@ def test_run_line_for_ok_failed_and_skipped():
     assert run_line(record) == (
         "ok       8213d3c6b575c56c  test f1 50.0  dev 62.5          65 s  0_prompt_tuning_tiny_bert_synthetic_s13"
     )
-    assert run_line(record, "skipped").startswith("skipped  8213d3c6b575c56c  test f1 50.0")
+    assert run_line(record, "skipped").startswith("skipped  8213d3c6b575c56c  already ok  test f1 50.0")
     assert run_line(record, "skipped").split()[-2] == "-"
     failed = {**record, "status": "failed", "metrics": {}, "error": "ValueError: k_shot=1000 is too many\nmore"}
     assert run_line(failed).startswith("failed   8213d3c6b575c56c  ValueError: k_shot=1000 is too many")
