@@ -16,7 +16,6 @@ import sys
 from pathlib import Path
 
 import pytest
-import pytorch_lightning as pl
 import torch
 from hydra.utils import instantiate
 from safetensors.torch import load_file
@@ -34,6 +33,7 @@ from prompt_bench.methods.metapt.pretrain import (
     pretrain_config,
 )
 from prompt_bench.run import run_experiment
+from tests.helpers.training import fit
 
 ROOT = Path(__file__).resolve().parents[1]
 # A few meta-steps on the synthetic pool (256 texts): 3 clusters, 2 tasks a step, 4 + 4 examples each.
@@ -102,17 +102,7 @@ def test_end_to_end_per_family(make_config, tmp_path, backbone):
         assert (init_dir / pretrain.HEADS_FILE).exists()
 
     backbone_before = {k: v.clone() for k, v in module.backbone.state_dict().items()}
-    trainer = pl.Trainer(
-        max_steps=3,
-        max_epochs=-1,
-        logger=False,
-        enable_checkpointing=False,
-        limit_val_batches=0,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        accelerator="cpu",
-    )
-    trainer.fit(module, datamodule=experiment.datamodule)
+    fit(experiment, steps=3)
     assert not torch.equal(module.method.prompt_embeddings.detach().cpu(), init_prompt), "prompt did not train"
     assert all(torch.equal(v, module.backbone.state_dict()[k]) for k, v in backbone_before.items())
 
