@@ -9,20 +9,30 @@ from torch.optim.lr_scheduler import LambdaLR
 
 
 def warmup_cosine(
-    optimizer: torch.optim.Optimizer, max_epochs: int, warmup_epochs: int = 1, warmup_lr: float = 1e-5
+    optimizer: torch.optim.Optimizer,
+    max_epochs: int,
+    warmup_epochs: int = 1,
+    warmup_lr: float = 1e-5,
+    warmup_recount: bool = True,
 ) -> LambdaLR:
-    """Dassl's cosine with a constant warm-up (the CoOp family's official schedule), per epoch:
-    lr_e = warmup_lr for e < warmup_epochs, else base_lr · ½(1 + cos(π·e / max_epochs)).
+    """Dassl's cosine with a constant warm-up (the CoOp family's official schedule), per epoch e:
 
-    As in Dassl, the cosine counts epochs from 0, so it resumes at e = warmup_epochs, not at its top.
+        lr_e = warmup_lr                                          for e < warmup_epochs
+        lr_e = base_lr · ½(1 + cos(π·(e − warmup_epochs) / E))    for e ≥ warmup_epochs (warmup_recount=True)
+
+    With Dassl's default ``WARMUP_RECOUNT=True`` the cosine restarts after the warm-up, so the first epoch
+    after it runs at the full rate (Dassl.pytorch dassl/optim/lr_scheduler.py:27-32, 133-135).
+    ``warmup_recount=False`` counts the cosine from epoch 0 through the warm-up, ``cos(π·e / E)``: the
+    project's schedule before it was corrected, 18% less summed rate over 10 epochs.
     Every parameter group keeps its own base rate (DePT's CAT head runs at 6.5× the prompt's).
     """
+    offset = warmup_epochs if warmup_recount else 0
 
     def factor(base_lr: float):
         def at_epoch(epoch: int) -> float:
             if epoch < warmup_epochs:
                 return warmup_lr / base_lr
-            return 0.5 * (1.0 + math.cos(math.pi * epoch / max(1, max_epochs)))
+            return 0.5 * (1.0 + math.cos(math.pi * (epoch - offset) / max(1, max_epochs)))
 
         return at_epoch
 

@@ -3,6 +3,8 @@ and that training moves the prompt learner only."""
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 from torch.nn import functional as F
@@ -76,18 +78,36 @@ def test_kgcoop_adds_w_times_one_minus_cosine_to_the_hand_crafted_prompt(tiny_cl
     assert float(method.loss(logits, labels, class_features[:1], hand)["kg"]) == pytest.approx(0.0, abs=1e-6)
 
 
-def test_warmup_cosine_holds_the_warmup_rate_then_follows_the_cosine():
+def lr_per_epoch(max_epochs=10, **options):
     parameters = [torch.nn.Parameter(torch.zeros(1))]
     optimizer = torch.optim.SGD([{"params": parameters, "lr": 0.01}, {"params": [], "lr": 0.065}], lr=0.01)
-    scheduler = warmup_cosine(optimizer, max_epochs=10, warmup_epochs=1, warmup_lr=1e-5)
+    scheduler = warmup_cosine(optimizer, max_epochs=max_epochs, warmup_epochs=1, warmup_lr=1e-5, **options)
     rates = []
-    for _ in range(10):
+    for _ in range(max_epochs):
         rates.append([group["lr"] for group in optimizer.param_groups])
         optimizer.step()
         scheduler.step()
+    return rates
+
+
+def test_warmup_cosine_recounts_after_the_warmup_as_dassl():
+    """Dassl (WARMUP_RECOUNT=True): epoch 0 at 1e-5, epoch 1 at the full lr, epoch e at ½lr(1 + cos(π(e − 1)/E))."""
+    rates = lr_per_epoch()
     assert rates[0] == pytest.approx([1e-5, 1e-5])
-    assert rates[1][0] == pytest.approx(0.01 * 0.5 * (1 + torch.cos(torch.tensor(torch.pi / 10)).item()))
+    assert rates[1][0] == pytest.approx(0.01)
+    assert rates[2][0] == pytest.approx(0.01 * 0.5 * (1 + math.cos(math.pi / 10)))
+    assert rates[9][0] == pytest.approx(0.01 * 0.5 * (1 + math.cos(math.pi * 8 / 10)))
     assert rates[5][1] / rates[5][0] == pytest.approx(6.5)
+
+
+def test_warmup_cosine_without_recount_keeps_the_old_schedule():
+    rates = lr_per_epoch(warmup_recount=False)
+    assert rates[0][0] == pytest.approx(1e-5)
+    assert rates[1][0] == pytest.approx(0.01 * 0.5 * (1 + math.cos(math.pi / 10)))
+    recounted = lr_per_epoch()
+    summed_old, summed_dassl = sum(r[0] for r in rates[1:]), sum(r[0] for r in recounted[1:])
+    assert summed_old / summed_dassl == pytest.approx(0.82, abs=0.01)  # the issue's "18% lower"
+    assert rates[9][0] / recounted[9][0] == pytest.approx(0.26, abs=0.01)
 
 
 def snapshot(module):
