@@ -16,6 +16,7 @@ import pandas as pd
 
 from prompt_bench.data.splits import stratified_holdout
 from prompt_bench.data.tasks import Examples, Task
+from prompt_bench.data.templates import format_rows
 from prompt_bench.errors import DataError
 
 
@@ -31,8 +32,10 @@ def csv_file(
     name: str | None = None,
     delimiter: str = ",",
     encoding: str = "utf-8",
+    template: str | None = None,
 ) -> Task:
-    """A task from a CSV file with a header; several text columns are joined with a space.
+    """A task from a CSV file with a header; several text columns are joined with a space, or filled
+    into `template` ({a}, {b}, ... or the column names; prompt_bench/data/templates.py).
 
     Without `test_path`, a stratified `test_fraction` of the file is held out as test.
     Without `label_names`, the class names are the sorted distinct labels.
@@ -43,7 +46,7 @@ def csv_file(
 
     frames = _read_files(read, path, test_path)
     examples_by_file, label_names = _examples_from_frames(
-        frames, _as_list(text_column), label_column, label_names, options=("text_column", "label_column")
+        frames, _as_list(text_column), label_column, label_names, ("text_column", "label_column"), template
     )
     return _task_from_files(examples_by_file, label_names, test_fraction, holdout_seed, metric, name or Path(path).stem)
 
@@ -58,11 +61,12 @@ def jsonl_file(
     holdout_seed: int = 0,
     metric: str = "acc",
     name: str | None = None,
+    template: str | None = None,
 ) -> Task:
     """A task from a JSON-lines file (one object per line); same rules as `csv_file`."""
     frames = _read_files(_read_jsonl, path, test_path)
     examples_by_file, label_names = _examples_from_frames(
-        frames, _as_list(text_field), label_field, label_names, options=("text_field", "label_field")
+        frames, _as_list(text_field), label_field, label_names, ("text_field", "label_field"), template
     )
     return _task_from_files(examples_by_file, label_names, test_fraction, holdout_seed, metric, name or Path(path).stem)
 
@@ -75,10 +79,10 @@ def _read_files(read, path, test_path) -> dict[str, pd.DataFrame]:
     return frames
 
 
-def _examples_from_frames(frames, text_columns, label_column, label_names, options):
+def _examples_from_frames(frames, text_columns, label_column, label_names, options, template=None):
     """({file: Examples}, label_names) with one label encoding shared by all files."""
     text_option, label_option = options
-    texts = {where: _texts_from(frame, text_columns, where, text_option) for where, frame in frames.items()}
+    texts = {where: _texts_from(frame, text_columns, where, text_option, template) for where, frame in frames.items()}
     raw_labels = {where: _raw_labels(frame, label_column, where, label_option) for where, frame in frames.items()}
     label_names, labels = _encode_labels(raw_labels, label_names, f"label column '{label_column}'")
     return {where: Examples(texts[where], labels[where]) for where in frames}, label_names
@@ -155,10 +159,15 @@ def _require_columns(columns_found: Sequence[str], columns: Sequence[str], where
             )
 
 
-def _texts_from(frame: pd.DataFrame, text_columns: list[str], where: str, option: str) -> list[str]:
-    """One text per row: the non-empty cells of `text_columns`, stripped and joined with a space."""
+def _texts_from(
+    frame: pd.DataFrame, text_columns: list[str], where: str, option: str, template: str | None = None
+) -> list[str]:
+    """One text per row: the non-empty cells of `text_columns`, stripped and joined with a space, or,
+    with a `template` (dataset.template), the cells filled into it (prompt_bench/data/templates.py)."""
     _require_columns(list(frame.columns), text_columns, where, option)
     cells_by_column = [frame[column].map(_cell_text).tolist() for column in text_columns]
+    if template is not None:
+        return format_rows(template, text_columns, list(zip(*cells_by_column)))
     return [" ".join(cell for cell in row_cells if cell) for row_cells in zip(*cells_by_column)]
 
 

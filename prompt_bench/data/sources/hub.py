@@ -23,10 +23,12 @@ def hf_dataset(
     label_names=None,
     metric: str = "acc",
     max_test_examples: int | None = None,
+    template: str | None = None,
 ) -> Task:
     """A task from `datasets.load_dataset(path, name)`; label names from its ClassLabel feature if any.
 
     `label_names` overrides the ClassLabel names (same count), e.g. with words a verbalizer can use.
+    Several text fields are joined with a space, or filled into `template` (dataset.template).
     """
     dataset_dict = load_hub_dataset(path, name)
     where = path if name is None else f"{path}/{name}"
@@ -51,8 +53,10 @@ def hf_dataset(
             )
     label_names = _hub_label_names(dataset_dict[train_split].features.get(label_field), label_names, where)
     label_names, labels = _encode_labels(raw_labels, label_names, f"label field '{label_field}'")
-    train = Examples(_texts_from(frames[train_split], text_columns, where, "text_fields"), labels[train_split])
-    test = Examples(_texts_from(frames[test_split], text_columns, where, "text_fields"), labels[test_split])
+    train = Examples(
+        _texts_from(frames[train_split], text_columns, where, "text_fields", template), labels[train_split]
+    )
+    test = Examples(_texts_from(frames[test_split], text_columns, where, "text_fields", template), labels[test_split])
     test = stratified_subsample(test, max_test_examples, TEST_SUBSAMPLE_SEED, f"split '{test_split}' of '{where}'")
     source_name = Path(path).name if Path(path).exists() else path.replace("/", "_")
     task_name = source_name if name is None else f"{source_name}_{name}"
