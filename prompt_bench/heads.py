@@ -4,7 +4,9 @@
   scale (CoOp-like; no parameters of its own, works for classes never trained on).
 - linear: a trained classifier on the pooled input.
 - verbalizer: label-word scores from the model's own LM (MLM at a mask, seq2seq decoding,
-  causal next token).
+  causal next token); on seq2seq, rank classification over the summed label log-probs.
+- generate: text-to-text (seq2seq): token cross-entropy on the label text + EOS, greedy decoding and
+  exact match at evaluation; a text that is no label counts wrong (the seq2seq default).
 - itm: a dual encoder's own image–text matching score between the input feature and each class
   text's feature (the class prompt site: CoOp family, DePT).
 """
@@ -21,6 +23,15 @@ from torch.nn import functional as F
 from prompt_bench.backbones import AdapterBase, BackboneAdapter, BackboneOutput
 from prompt_bench.backbones.dual import DualEncoderAdapter, DualOutput, cosine_logits
 from prompt_bench.errors import ConfigError
+from prompt_bench.generation import (
+    LOSS_REDUCTIONS,
+    LabelTargets,
+    exact_match_scores,
+    generated_texts,
+    match_labels,
+    sequence_log_likelihood,
+    token_loss,
+)
 from prompt_bench.methods.bayesprompt.relation import relation_label_words
 
 
@@ -32,12 +43,26 @@ class Head(nn.Module):
 
     name: str = ""
     zero_shot_capable: bool = False
+    abstains: bool = False
+    """True when `forward` can give a row that names no class (all −inf: a generated text that is no
+    label text); the metrics then count it wrong and report its rate (lit/exact_match.py)."""
 
     def needs_mask_token(self, adapter: BackboneAdapter) -> bool:
         return False
 
     def forward(self, output: BackboneOutput, batch: dict[str, Tensor], adapter: BackboneAdapter) -> Tensor:
         raise NotImplementedError
+
+    def training_scores(
+        self, output: BackboneOutput, batch: dict[str, Tensor], adapter: BackboneAdapter
+    ) -> tuple[Tensor, Tensor | None]:
+        """(logits (B, C) for the train metrics and the method's terms, the head's own loss, or None for
+        the cross-entropy over those logits)."""
+        return self(output, batch, adapter), None
+
+    def class_scores(self, output: BackboneOutput, batch: dict[str, Tensor], adapter: BackboneAdapter) -> Tensor:
+        """(B, C) finite class scores, e.g. a teacher's cached logits: `forward`'s unless the head abstains."""
+        return self(output, batch, adapter)
 
 
 class LabelSimilarityHead(Head):
@@ -149,6 +174,84 @@ class VerbalizerHead(Head):
         return adapter.label_word_scores(output, batch["input_ids"], self.label_token_ids)
 
 
+class GenerateHead(Head):
+    """Text-to-text classification, as official T5 prompt tuning (T5X) and VIP (OpenPrompt's
+    PromptForGeneration): the decoder writes the label text (prompt_bench/generation.py).
+
+    Training: token cross-entropy on label text + EOS, with T5X's z-loss; the train logits (B, C) are
+    the summed log-likelihoods of each label text + EOS (rank classification, for the train metrics
+    and the methods' terms). Evaluation (`forward`): greedy decoding for the longest label + 1 tokens,
+    exact match against the label texts: (B, C) rows 0 at the matched class and −inf elsewhere, all
+    −inf for a text that is no label (counted wrong, reported as invalid_rate).
+
+    label_words: the C label texts (null = the label names); z_loss: T5X's coefficient on (log Z)²;
+    loss_reduction: sequence_sum (Σ tokens, mean over the batch: OpenPrompt/VIP) or batch_sum (Σ over
+    the batch: T5X); decoder_prefix: a text forced in front of every target, without loss ("" = none;
+    VIP's OpenPrompt T5-LM wrapper forces "<extra_id_0>").
+    """
+
+    name = "generate"
+    zero_shot_capable = True
+    abstains = True
+
+    def __init__(
+        self,
+        label_names: Sequence[str],
+        adapter: BackboneAdapter,
+        label_words: Sequence[str] | None = None,
+        z_loss: float = 1e-4,
+        loss_reduction: str = "sequence_sum",
+        decoder_prefix: str = "",
+    ) -> None:
+        super().__init__()
+        reason = adapter.generation_support()
+        if reason:
+            raise ConfigError(f"{reason}; use head=verbalizer, label_similarity or linear (or head=auto).")
+        texts = list(label_words) if label_words is not None else list(label_names)
+        if len(texts) != len(label_names):
+            raise ConfigError(
+                f"head.label_words has {len(texts)} texts but the dataset has {len(label_names)} classes "
+                f"({', '.join(label_names)}); give one text per class, in that order."
+            )
+        if loss_reduction not in LOSS_REDUCTIONS:
+            raise ConfigError(f"head.loss_reduction '{loss_reduction}' is not one of {', '.join(LOSS_REDUCTIONS)}.")
+        prefix_ids = adapter.tokenizer(decoder_prefix, add_special_tokens=False)["input_ids"] if decoder_prefix else []
+        self.label_targets = LabelTargets(
+            texts, adapter.tokenizer, adapter.decoder_start_id, adapter.eos_id, prefix_ids
+        )
+        self.register_buffer("decoder_inputs", self.label_targets.decoder_inputs, persistent=False)
+        self.register_buffer("target_ids", self.label_targets.targets, persistent=False)
+        self.z_loss = z_loss
+        self.loss_reduction = loss_reduction
+
+    def forward(self, output: BackboneOutput, batch: dict[str, Tensor], adapter: BackboneAdapter) -> Tensor:
+        tokens = adapter.greedy_decode(output, self.label_targets.prefix_ids, self.label_targets.max_new_tokens)
+        texts = generated_texts(tokens, adapter.tokenizer, adapter.eos_id)
+        class_ids = match_labels(texts, self.label_targets.texts)
+        return exact_match_scores(class_ids, len(self.label_targets.texts), device=output.hidden.device)
+
+    def class_scores(self, output: BackboneOutput, batch: dict[str, Tensor], adapter: BackboneAdapter) -> Tensor:
+        """(B, C) log p(label text c + EOS | x): every label decoded against the same encoder states."""
+        return self._all_label_logits(output, adapter)[0]
+
+    def training_scores(
+        self, output: BackboneOutput, batch: dict[str, Tensor], adapter: BackboneAdapter
+    ) -> tuple[Tensor, Tensor]:
+        """((B, C) label log-likelihoods, the token loss of each example's own label text + EOS)."""
+        scores, logits = self._all_label_logits(output, adapter)
+        classes = self.target_ids.shape[0]
+        rows = torch.arange(scores.shape[0], device=scores.device) * classes + batch["labels"]
+        loss = token_loss(logits[rows], self.target_ids[batch["labels"]], self.z_loss, self.loss_reduction)
+        return scores, loss
+
+    def _all_label_logits(self, output: BackboneOutput, adapter: BackboneAdapter) -> tuple[Tensor, Tensor]:
+        """((B, C) summed log-likelihoods, (B·C, T, V) decoder logits; row b·C + c is example b, class c)."""
+        batch, classes = output.hidden.shape[0], self.decoder_inputs.shape[0]
+        logits = adapter.decoder_logits(output, self.decoder_inputs.repeat(batch, 1))
+        scores = sequence_log_likelihood(logits, self.target_ids.repeat(batch, 1)).view(batch, classes)
+        return scores, logits
+
+
 class ItmHead(Head):
     """z_itm = exp(s) · cos(f, T) (B, C): the dual encoder's own score between the input feature f
     (B, D) and the class-text features T (C, D) or (B, C, D), at its temperature exp(s). No
@@ -243,6 +346,7 @@ HEADS: dict[str, type[Head]] = {
     "label_similarity": LabelSimilarityHead,
     "linear": LinearHead,
     "verbalizer": VerbalizerHead,
+    "generate": GenerateHead,
     "itm": ItmHead,
     "relation_mlm": RelationMLMHead,
 }

@@ -28,6 +28,7 @@ from prompt_bench.data.datamodule import PadCollator
 from prompt_bench.errors import ConfigError
 from prompt_bench.export.metadata import HEAD_FILE
 from prompt_bench.export.peft import is_static_prompt_class
+from prompt_bench.lit.exact_match import predicted_ids
 from prompt_bench.methods.base import PROMPT_FILE
 from prompt_bench.methods.prompt_tuning import PromptTuning
 from prompt_bench.records import (
@@ -46,7 +47,12 @@ PROJECT_ROOT = CONFIG_DIR.parent
 EVAL_DIR = "evals"  # eval records live here, never in the training record
 SWAPPABLE_GROUPS = ("dataset", "head")  # config groups an eval may pick anew
 FIXED_GROUPS = ("method", "backbone")  # a saved prompt belongs to these
-LABEL_TEXT_HEADS = ("label_similarity", "verbalizer", "itm")  # score any class names: no trained rows per class
+LABEL_TEXT_HEADS = (
+    "label_similarity",
+    "verbalizer",
+    "generate",
+    "itm",
+)  # score any class names: no trained rows per class
 STATIC_PROMPT_KEYS = ("n_tokens", "depth", "prefix_projection", "prefix_hidden", "prefix_dropout")
 
 
@@ -174,8 +180,9 @@ class SavedRun:
         write_json_atomic(path, record)
         return record
 
-    def predict(self, texts: list[str] | tuple[str, ...]) -> list[str]:
-        """The predicted class name of each text (the run's own labels), input-site runs only."""
+    def predict(self, texts: list[str] | tuple[str, ...]) -> list[str | None]:
+        """The predicted class name of each text (the run's own labels), input-site runs only; None where
+        a generating head (head=generate) wrote a text that is no label."""
         if self.metadata.get("prompt_site", "input") != "input":
             raise ConfigError("predict takes texts; a class-site (dual encoder) run scores images: use evaluate().")
         if self._experiment is None:
@@ -193,7 +200,8 @@ class SavedRun:
             for start in range(0, len(token_ids), batch_size):
                 batch = collate([(ids, 0) for ids in token_ids[start : start + batch_size]])
                 batch = {name: tensor.to(module.device) for name, tensor in batch.items()}
-                predictions += [labels[index] for index in module(batch).argmax(-1).tolist()]
+                ids = predicted_ids(module(batch)).tolist()  # id C: no label (head=generate)
+                predictions += [labels[index] if index < len(labels) else None for index in ids]
         return predictions
 
 

@@ -3,7 +3,8 @@ the trainer, the optimizer and its schedule, and checkpoints that hold trainable
 
 A site (lit/input_site.py, lit/class_site.py) adds how a batch becomes logits and a loss.
 Logged: train/loss and its named terms, train/acc, train/f1, val/acc, val/f1, val/acc_best,
-val/f1_best; test/acc + test/f1 for one test set, or test/{base,new}_{acc,f1} + test/hmean when
+val/f1_best (+ val/invalid_rate and test/invalid_rate for a head that can name no class, head=generate);
+test/acc + test/f1 for one test set, or test/{base,new}_{acc,f1} + test/hmean when
 a base-to-new run scores the base and the new classes, H = 2·base·new / (base + new).
 """
 
@@ -21,6 +22,7 @@ from torchmetrics.classification import MulticlassAccuracy, MulticlassF1Score
 from prompt_bench.backbones import AdapterBase
 from prompt_bench.errors import ConfigError
 from prompt_bench.heads import Head
+from prompt_bench.lit.exact_match import exact_match_metrics, predicted_ids
 from prompt_bench.lit.micro_f1 import MicroF1NoRelation
 from prompt_bench.methods.base import Method
 from prompt_bench.scores import harmonic_mean
@@ -29,13 +31,18 @@ SCHEDULER_INTERVALS = ("step", "epoch")
 BEST_TRACKED = ("acc", "f1")
 
 
-def split_metrics(num_classes: int, no_relation: int | None = None) -> MetricCollection:
+def split_metrics(num_classes: int, no_relation: int | None = None, abstains: bool = False) -> MetricCollection:
     """Accuracy and macro-F1 over C classes (macro-F1 is primary for imbalanced tasks); with a
-    no_relation class id (a relation task), also micro_f1: micro-F1 without that class."""
-    metrics = {
-        "acc": MulticlassAccuracy(num_classes=num_classes, average="micro"),
-        "f1": MulticlassF1Score(num_classes=num_classes, average="macro"),
-    }
+    no_relation class id (a relation task), also micro_f1: micro-F1 without that class. abstains: the
+    head's predictions can name no class (head=generate); the metrics then read class ids from
+    `metric_inputs`, count those wrong and add invalid_rate (lit/exact_match.py)."""
+    if abstains:
+        metrics = exact_match_metrics(num_classes)
+    else:
+        metrics = {
+            "acc": MulticlassAccuracy(num_classes=num_classes, average="micro"),
+            "f1": MulticlassF1Score(num_classes=num_classes, average="macro"),
+        }
     if no_relation is not None:
         metrics["micro_f1"] = MicroF1NoRelation(no_relation)
     return MetricCollection(metrics)
@@ -94,9 +101,12 @@ class PromptLightningModule(pl.LightningModule):
         self.test_set_sizes = dict(test_sets)
         self.backbone.set_trainable(method.trains_backbone)
         self.no_relation = no_relation
+        # Train metrics read the training logits (finite: a generating head's are rank scores).
         self.train_metrics = split_metrics(num_classes, no_relation).clone(prefix="train/")
-        self.val_metrics = split_metrics(num_classes, no_relation).clone(prefix="val/")
-        self.test_metrics = torch.nn.ModuleList(split_metrics(count, no_relation) for count in test_sets.values())
+        self.val_metrics = split_metrics(num_classes, no_relation, head.abstains).clone(prefix="val/")
+        self.test_metrics = torch.nn.ModuleList(
+            split_metrics(count, no_relation, head.abstains) for count in test_sets.values()
+        )
         tracked = BEST_TRACKED + (("micro_f1",) if no_relation is not None else ())
         self.val_best = torch.nn.ModuleDict({name: MaxMetric() for name in tracked})
         # Checkpoints hold trainable state only, so loading them into a fresh module is non-strict.
@@ -128,8 +138,13 @@ class PromptLightningModule(pl.LightningModule):
         if diagnostics:
             self.log_dict({f"train/{name}": value for name, value in diagnostics.items()})
 
+    def metric_inputs(self, logits: Tensor) -> Tensor:
+        """What the val / test metrics read: the (B, C) logits, or, for a head that can name no class,
+        (B,) class ids with C for no class (lit/exact_match.py `predicted_ids`)."""
+        return predicted_ids(logits) if self.head.abstains else logits
+
     def validation_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
-        self.val_metrics.update(self(batch), batch["labels"])
+        self.val_metrics.update(self.metric_inputs(self(batch)), batch["labels"])
 
     def on_validation_epoch_end(self) -> None:
         values = self.val_metrics.compute()
@@ -141,7 +156,7 @@ class PromptLightningModule(pl.LightningModule):
 
     def test_step(self, batch: dict[str, Tensor], batch_idx: int, dataloader_idx: int = 0) -> None:
         logits = self.set_logits(batch, self.test_sets[dataloader_idx])
-        self.test_metrics[dataloader_idx].update(logits, batch["labels"])
+        self.test_metrics[dataloader_idx].update(self.metric_inputs(logits), batch["labels"])
 
     def on_test_epoch_end(self) -> None:
         values: dict[str, float] = {}
@@ -171,10 +186,11 @@ class PromptLightningModule(pl.LightningModule):
         self.eval()
         scores: dict[str, float] = {}
         for set_name, loader in zip(self.test_sets, loaders):
-            metrics = split_metrics(self.test_set_sizes[set_name], self.no_relation).to(self.device)
+            metrics = split_metrics(self.test_set_sizes[set_name], self.no_relation, self.head.abstains).to(self.device)
             for batch in loader:
                 batch = {key: value.to(self.device) for key, value in batch.items()}
-                metrics.update(self.set_logits(batch, set_name, use_prompt=use_prompt), batch["labels"])
+                logits = self.set_logits(batch, set_name, use_prompt=use_prompt)
+                metrics.update(self.metric_inputs(logits), batch["labels"])
             scores.update(self.set_scores(set_name, metrics.compute()))
         self.train(was_training)
         return with_hmean(scores)

@@ -14,7 +14,7 @@ import torch
 from torch import Tensor
 from torch.nn import functional as F
 
-from prompt_bench.backbones import BackboneAdapter
+from prompt_bench.backbones import BackboneAdapter, BackboneOutput
 from prompt_bench.heads import Head
 from prompt_bench.lit.base import PromptLightningModule
 from prompt_bench.methods.base import PromptMethod
@@ -58,19 +58,22 @@ class InputSiteModule(PromptLightningModule):
             no_relation=no_relation,
         )
 
-    def forward(self, batch: dict[str, Tensor], use_prompt: bool = True) -> Tensor:
-        """batch -> (B, C) logits. use_prompt=False gives the zero-shot backbone + head."""
+    def encode(self, batch: dict[str, Tensor], use_prompt: bool = True) -> BackboneOutput:
+        """The backbone on [P; E(x)] (and the method's prefixes); use_prompt=False: on E(x) alone."""
         prompt = self.method.prompt(batch) if use_prompt else None
         layer_prefixes = self.method.layer_prefixes(batch) if use_prompt else None
-        output = self.backbone(
-            batch["input_ids"], batch["attention_mask"], prompt=prompt, layer_prefixes=layer_prefixes
-        )
-        return self.head(output, batch, self.backbone)
+        return self.backbone(batch["input_ids"], batch["attention_mask"], prompt=prompt, layer_prefixes=layer_prefixes)
+
+    def forward(self, batch: dict[str, Tensor], use_prompt: bool = True) -> Tensor:
+        """batch -> (B, C) logits. use_prompt=False gives the zero-shot backbone + head."""
+        return self.head(self.encode(batch, use_prompt), batch, self.backbone)
 
     def training_loss(self, batch: dict[str, Tensor]) -> tuple[Tensor, Tensor, dict[str, Tensor]]:
-        """L = CE(logits, y) + Σ extra; with no extra terms train/ce equals train/loss and is not logged."""
-        logits = self(batch)
-        cross_entropy = F.cross_entropy(logits, batch["labels"])
+        """L = CE(logits, y) + Σ extra, or the head's own loss in place of the CE (head=generate: the
+        token loss on the label text + EOS); with no extra terms train/ce equals train/loss and is not
+        logged."""
+        logits, head_loss = self.head.training_scores(self.encode(batch), batch, self.backbone)
+        cross_entropy = F.cross_entropy(logits, batch["labels"]) if head_loss is None else head_loss
         extra = self.method.extra_loss(batch, logits)
         loss = cross_entropy + sum(extra.values(), torch.zeros((), device=logits.device))
         terms = {"ce": cross_entropy, **extra} if extra else {}
@@ -82,12 +85,13 @@ class InputSiteModule(PromptLightningModule):
     @torch.no_grad()
     def evaluate_logits(self, batches: Iterable[dict[str, Tensor]], use_prompt: bool = True) -> Tensor:
         """(N, C) logits over `batches` in their order, in eval mode, on the CPU (a teacher's cached
-        outputs)."""
+        outputs): the head's finite `class_scores` (a generating head's label log-likelihoods)."""
         was_training = self.training
         self.eval()
-        logits = [
-            self({k: v.to(self.device) for k, v in batch.items()}, use_prompt=use_prompt).float().cpu()
-            for batch in batches
-        ]
+        logits = []
+        for batch in batches:
+            batch = {k: v.to(self.device) for k, v in batch.items()}
+            scores = self.head.class_scores(self.encode(batch, use_prompt), batch, self.backbone)
+            logits.append(scores.float().cpu())
         self.train(was_training)
         return torch.cat(logits)
