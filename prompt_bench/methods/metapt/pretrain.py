@@ -268,7 +268,8 @@ def meta_init_file(cfg: DictConfig, adapter: BackboneAdapter, method: nn.Module,
 class PromptedHeads(nn.Module):
     """The frozen backbone, a prompt P (n, d) and one head per label space.
 
-    forward(batch) -> the scalar cross-entropy of head batch["space"] on backbone([P; E(x)]).
+    forward(batch) -> the scalar loss of head batch["space"] on backbone([P; E(x)]): the cross-entropy
+    over its logits, or its own (head=generate: token cross-entropy on the label text + EOS).
     Called through `functional_call` with {"prompt": P', "heads.<space>.<name>": ...} swapped in.
     """
 
@@ -282,8 +283,9 @@ class PromptedHeads(nn.Module):
         input_ids = batch["input_ids"]
         prompt = self.prompt.unsqueeze(0).expand(input_ids.shape[0], -1, -1)
         output = self.adapter(input_ids, batch["attention_mask"], prompt=prompt)
-        logits = self.heads[batch["space"]](output, batch, self.adapter)
-        return F.cross_entropy(logits.float(), batch["labels"])
+        # the head's own loss where it has one (head=generate: the token loss on label text + EOS)
+        logits, head_loss = self.heads[batch["space"]].training_scores(output, batch, self.adapter)
+        return F.cross_entropy(logits.float(), batch["labels"]) if head_loss is None else head_loss
 
     def meta_parameters(self) -> dict[str, nn.Parameter]:
         """The prompt and the heads' trainable parameters (never a backbone weight)."""
