@@ -47,12 +47,8 @@ PROJECT_ROOT = CONFIG_DIR.parent
 EVAL_DIR = "evals"  # eval records live here, never in the training record
 SWAPPABLE_GROUPS = ("dataset", "head")  # config groups an eval may pick anew
 FIXED_GROUPS = ("method", "backbone")  # a saved prompt belongs to these
-LABEL_TEXT_HEADS = (
-    "label_similarity",
-    "verbalizer",
-    "generate",
-    "itm",
-)  # score any class names: no trained rows per class
+# heads that score any class names (no trained rows per class)
+LABEL_TEXT_HEADS = ("label_similarity", "verbalizer", "generate", "itm")
 STATIC_PROMPT_KEYS = ("n_tokens", "depth", "prefix_projection", "prefix_hidden", "prefix_dropout")
 
 
