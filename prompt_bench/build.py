@@ -82,6 +82,7 @@ def build_experiment(cfg: DictConfig) -> Experiment:
         optimizer=instantiate(cfg.method.optimizer),
         scheduler=instantiate(cfg.method.scheduler) if cfg.method.get("scheduler") else None,
         scheduler_interval=cfg.method.get("scheduler_interval"),
+        gradient_clip_norm=cfg.method.get("gradient_clip_norm"),
         primary_metric=split.metric,
     )
     datamodule = site.datamodule(cfg, adapter, head, split)

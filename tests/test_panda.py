@@ -112,3 +112,81 @@ def test_adaptive_kd_scales_the_weight_by_the_pairs_stimulation_similarity(make_
     assert method.record_info() == {"kd_weight": method.kd_weight, "transferability_mss": method.transferability}
     fixed = build_experiment(make_config(*TINY, "method.module.beta=0.5")).method
     assert fixed.kd_weight == pytest.approx(0.05) and fixed.record_info()["transferability_mss"] is None
+
+
+# ---- the HF Trainer recipe (issue 14, item 3): linear decay per step, clipping at norm 1.0 ----------------------
+
+
+def hf_linear_factor(step: int, total: int, warmup: int) -> float:
+    """transformers.optimization._get_linear_schedule_with_warmup_lr_lambda, written out."""
+    if step < warmup:
+        return step / max(1, warmup)
+    return max(0.0, (total - step) / max(1, total - warmup))
+
+
+@pytest.mark.parametrize("warmup", [0, 3])
+def test_linear_decay_follows_the_hf_trainers_formula_step_by_step(warmup):
+    from transformers import get_linear_schedule_with_warmup
+
+    from prompt_bench.schedules import linear_decay
+
+    ours_optimizer = torch.optim.AdamW([torch.nn.Parameter(torch.zeros(2))], lr=7e-3)
+    hf_optimizer = torch.optim.AdamW([torch.nn.Parameter(torch.zeros(2))], lr=7e-3)
+    ours = linear_decay(ours_optimizer, total_steps=10, warmup_steps=warmup)
+    hf = get_linear_schedule_with_warmup(hf_optimizer, num_warmup_steps=warmup, num_training_steps=10)
+    for step in range(12):
+        lr = ours_optimizer.param_groups[0]["lr"]
+        assert lr == pytest.approx(7e-3 * hf_linear_factor(step, 10, warmup), abs=1e-12)
+        assert lr == pytest.approx(hf_optimizer.param_groups[0]["lr"], abs=1e-12)
+        for optimizer, schedule in ((ours_optimizer, ours), (hf_optimizer, hf)):
+            optimizer.step()
+            schedule.step()
+    if warmup == 0:  # by hand: 7e-3 at step 0, 7e-3 * 7/10 at step 3, 0 from step 10 on
+        assert ours_optimizer.param_groups[0]["lr"] == 0.0
+
+
+def test_panda_defaults_are_the_hf_trainers(make_config):
+    cfg = make_config(*TINY)
+    assert cfg.method.optimizer._target_ == "torch.optim.AdamW" and cfg.method.optimizer.weight_decay == 0.0
+    assert cfg.method.scheduler._target_ == "prompt_bench.schedules.linear_decay"
+    assert cfg.method.scheduler.total_steps is None and cfg.method.scheduler.warmup_steps == 0
+    assert cfg.method.gradient_clip_norm == 1.0
+    assert cfg.method.get("scheduler_interval") is None  # the input site's default: per optimizer step
+
+
+class StepRecorder(pl.Callback):
+    """The lr each optimizer step runs at, and the global grad norm before and after clipping."""
+
+    def __init__(self) -> None:
+        self.lrs: list[float] = []
+        self.norms_before: list[float] = []
+        self.norms_after: list[float] = []
+
+    @staticmethod
+    def grad_norm(optimizer) -> float:
+        grads = [p.grad for group in optimizer.param_groups for p in group["params"] if p.grad is not None]
+        return float(torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in grads])))
+
+    def on_train_start(self, trainer, module) -> None:
+        optimizer = trainer.optimizers[0]
+        optimizer.register_step_post_hook(lambda opt, args, kwargs: self.norms_after.append(self.grad_norm(opt)))
+
+    def on_before_optimizer_step(self, trainer, module, optimizer) -> None:  # before Lightning clips
+        self.lrs.append(optimizer.param_groups[0]["lr"])
+        self.norms_before.append(self.grad_norm(optimizer))
+
+
+@pytest.mark.parametrize("clip_norm", [1.0, 1e-4])
+def test_panda_decays_the_lr_per_step_and_clips_every_step(make_config, clip_norm):
+    from tests.helpers.training import fit
+
+    experiment = build_experiment(make_config(*TINY, f"method.gradient_clip_norm={clip_norm}"))
+    experiment.datamodule.setup("fit")
+    recorder = StepRecorder()
+    fit(experiment, steps=4, callbacks=[recorder])
+    assert recorder.lrs == pytest.approx([7e-3 * (4 - step) / 4 for step in range(4)])  # T = 4 optimizer steps
+    assert len(recorder.norms_after) == 4
+    for before, after in zip(recorder.norms_before, recorder.norms_after):
+        assert after == pytest.approx(min(before, clip_norm), rel=1e-3)  # torch divides by (norm + 1e-6)
+    if clip_norm < 1:
+        assert all(before > clip_norm for before in recorder.norms_before)  # so every step was clipped

@@ -43,6 +43,7 @@ class InputSiteModule(PromptLightningModule):
         primary_metric: str = "acc",
         scheduler_interval: str | None = None,
         no_relation: int | None = None,
+        gradient_clip_norm: float | None = None,
     ) -> None:
         super().__init__(
             backbone=backbone,
@@ -55,6 +56,7 @@ class InputSiteModule(PromptLightningModule):
             scheduler_interval=scheduler_interval,
             head_lr=head_lr,
             primary_metric=primary_metric,
+            gradient_clip_norm=gradient_clip_norm,
             no_relation=no_relation,
         )
 
