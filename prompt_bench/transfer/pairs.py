@@ -50,7 +50,8 @@ def prompt_tuning_options(module: DictConfig, target: str) -> DictConfig:
 
 def source_config(cfg: DictConfig, output_dir: Path) -> DictConfig:
     """The run that trains the source prompt: same backbone, prompt settings, optimizer, trainer
-    and seed as the target run, on the source task, with plain prompt tuning and no logger."""
+    and seed as the target run, on the source task, with plain prompt tuning and no logger; at
+    `method.source_lr` when the method sets one (PANDA: 1e-2, the official source run's lr)."""
     source = derived_config(cfg, output_dir)
     with open_dict(source):
         source.dataset = source.transfer.source
@@ -59,7 +60,9 @@ def source_config(cfg: DictConfig, output_dir: Path) -> DictConfig:
         source.method.module = prompt_tuning_options(source.method.module, SOURCE_METHOD_TARGET)
         source.method.module.init = "vocab"
         source.method.module.pop("init_file", None)
-        source.method.pop("teacher_lr", None)
+        if source.method.get("source_lr") is not None:
+            source.method.optimizer.lr = source.method.source_lr
+        drop_dependency_lrs(source)
     return source
 
 
@@ -72,8 +75,14 @@ def teacher_config(cfg: DictConfig, output_dir: Path) -> DictConfig:
         teacher.method.module = prompt_tuning_options(teacher.method.module, TEACHER_METHOD_TARGET)
         if teacher.method.get("teacher_lr") is not None:
             teacher.method.optimizer.lr = teacher.method.teacher_lr
-        teacher.method.pop("teacher_lr", None)
+        drop_dependency_lrs(teacher)
     return teacher
+
+
+def drop_dependency_lrs(derived: DictConfig) -> None:
+    """A dependency run's config keeps its own lr only (the parent's teacher_lr and source_lr are spent)."""
+    for key in ("teacher_lr", "source_lr"):
+        derived.method.pop(key, None)
 
 
 def as_own_source(cfg: DictConfig) -> DictConfig:
