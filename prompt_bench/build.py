@@ -18,7 +18,7 @@ from prompt_bench.base_to_new import BaseToNewSplit
 from prompt_bench.build_sites import SITES, ClassSite, InputSite
 from prompt_bench.data import FewShotSplit, SplitDataModule
 from prompt_bench.errors import ConfigError
-from prompt_bench.heads import HEADS, Head
+from prompt_bench.heads import HEADS, Head, auto_head_name
 from prompt_bench.lit import PromptLightningModule
 from prompt_bench.methods.base import Method, MethodContext
 from prompt_bench.methods.bayesprompt.encoding import add_relation_tokens, relation_support
@@ -166,10 +166,11 @@ def check_family(method: Method, adapter: AdapterBase, method_name: str) -> None
 def build_head(
     head_cfg: DictConfig, adapter: AdapterBase, label_names: tuple[str, ...], method: Method, method_name: str
 ) -> Head:
-    """conf/head/<name>.yaml -> a Head; `auto` takes the method's required head or the backbone's default."""
+    """conf/head/<name>.yaml -> a Head; `auto` takes the method's required head, else its preferred head
+    where the backbone's family takes it, else the backbone's default (`heads.auto_head_name`)."""
     name = head_cfg.name
     if name == "auto":
-        name = method.required_head or adapter.default_head
+        name = auto_head_name(method.required_head, method.preferred_head, adapter.family, adapter.default_head)
         if name not in HEADS:
             raise ConfigError(f"backbone.default_head '{name}' is not one of {', '.join(HEADS)}.")
         return HEADS[name](label_names=label_names, adapter=adapter)

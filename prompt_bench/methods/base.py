@@ -54,6 +54,10 @@ class Method(nn.Module):
     required_head: str | None = None
     """A head this method only makes sense with (e.g. linear_probe -> linear), or None."""
 
+    preferred_head: str | None = None
+    """The head head=auto builds for this method where the backbone's family takes it (PANDA ->
+    pooler, its official head), else None; an explicit head=<name> overrides it."""
+
     needs: frozenset[str] = frozenset()
     """What the builder must make before `prepare`, handed in as `context.extras[name]`:
     "source_prompt" (the transfer pair's source prompt file), "teacher_logits" (PANDA's PoT teacher

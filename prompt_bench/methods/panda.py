@@ -51,6 +51,7 @@ class PANDA(PromptTuning):
     """A fresh student prompt distilled from the (frozen, cached) PoT teacher's target logits."""
 
     needs = frozenset({"teacher_logits"})
+    preferred_head = "pooler"  # BertPrefixForSequenceClassification's pooler + classifier (heads.PoolerHead)
 
     def __init__(
         self,
