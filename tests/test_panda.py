@@ -195,15 +195,17 @@ def test_panda_decays_the_lr_per_step_and_clips_every_step(make_config, clip_nor
 def test_source_and_teacher_runs_follow_the_recipe_at_lr_1e_2(make_config, tmp_path):
     import json
 
-    from prompt_bench.transfer.artefacts import source_prompt_file
+    from prompt_bench.transfer.artefacts import source_prompt_file, source_prompt_spec
     from prompt_bench.transfer.pairs import source_config, teacher_config
 
     cfg = make_config(*TINY)
     source, teacher = source_config(cfg, tmp_path / "s"), teacher_config(cfg, tmp_path / "t")
     assert cfg.method.optimizer.lr == 7e-3  # the student (official run_cb_bert-panda.sh: lr=7e-3)
     assert source.method.optimizer.lr == 1e-2 and teacher.method.optimizer.lr == 1e-2  # run_cb_bert(-pot).sh
+    assert "source_lr" not in source.method and "teacher_lr" not in source.method and "teacher_lr" not in teacher.method
+    # the PoT teacher (SPoT) starts from the very source prompt the pair's source run trains
+    assert source_prompt_spec(source_config(teacher, tmp_path)) == source_prompt_spec(source)
     for derived in (source, teacher):
-        assert "source_lr" not in derived.method and "teacher_lr" not in derived.method
         assert derived.method.optimizer._target_ == "torch.optim.AdamW" and derived.method.gradient_clip_norm == 1.0
         assert derived.method.scheduler._target_ == "prompt_bench.schedules.linear_decay"
     build_experiment(cfg)  # trains the source (and the teacher) as artefacts

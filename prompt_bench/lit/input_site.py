@@ -65,7 +65,11 @@ class InputSiteModule(PromptLightningModule):
         prompt = self.method.prompt(batch) if use_prompt else None
         layer_prefixes = self.method.layer_prefixes(batch) if use_prompt else None
         output = self.backbone(
-            batch["input_ids"], batch["attention_mask"], prompt=prompt, layer_prefixes=layer_prefixes
+            batch["input_ids"],
+            batch["attention_mask"],
+            prompt=prompt,
+            layer_prefixes=layer_prefixes,
+            token_type_ids=batch.get("token_type_ids"),
         )
         return self.head(output, batch, self.backbone)
 

@@ -99,12 +99,12 @@ def teacher_config(cfg: DictConfig, output_dir: Path) -> DictConfig:
         teacher.method.module = prompt_tuning_options(teacher.method.module, TEACHER_METHOD_TARGET)
         if teacher.method.get("teacher_lr") is not None:
             teacher.method.optimizer.lr = teacher.method.teacher_lr
-        drop_dependency_lrs(teacher)
+        teacher.method.pop("teacher_lr", None)  # source_lr stays: the teacher's source prompt is the pair's
     return teacher
 
 
 def drop_dependency_lrs(derived: DictConfig) -> None:
-    """A dependency run's config keeps its own lr only (the parent's teacher_lr and source_lr are spent)."""
+    """A source run's config keeps its own lr only (the parent's teacher_lr and source_lr are spent)."""
     for key in ("teacher_lr", "source_lr"):
         derived.method.pop(key, None)
 
