@@ -122,3 +122,33 @@ def test_a_run_batches_pairs_with_token_types_and_caches_per_encoding(make_confi
     assert joined.datamodule.cache_path != paired.datamodule.cache_path
     with torch.no_grad():
         assert paired.module(batch).shape == (batch["input_ids"].shape[0], 2)
+
+
+def test_cb_is_selected_on_accuracy_and_encoded_as_premise_hypothesis_pairs(make_config, monkeypatch):
+    import datasets
+
+    from prompt_bench.data.sources import hub
+
+    def toy_cb(path, name):  # super_glue/cb's columns and labels, offline
+        labels = datasets.ClassLabel(names=["entailment", "contradiction", "neutral"])
+        features = datasets.Features(
+            {"premise": datasets.Value("string"), "hypothesis": datasets.Value("string"), "label": labels}
+        )
+        rows = {
+            "premise": [f"premise number {i}" for i in range(60)],
+            "hypothesis": [f"hypothesis {i}" for i in range(60)],
+            "label": [i % 3 for i in range(60)],
+        }
+        split = datasets.Dataset.from_dict(rows, features=features)
+        return datasets.DatasetDict({"train": split, "validation": split})
+
+    monkeypatch.setattr(hub, "load_hub_dataset", toy_cb)
+    experiment = build_experiment(
+        make_config("dataset=cb", "dataset.k_shot=4", "backbone=tiny_bert", "head=linear", "logger=none")
+    )
+    assert experiment.split.metric == "acc" and experiment.module.primary_metric == "acc"  # monitor: val/acc
+    experiment.datamodule.setup("fit")
+    first = experiment.datamodule.encoded_parts()["train"][0]
+    tokenizer = experiment.adapter.tokenizer
+    premise, hypothesis = experiment.split.train.fields[0]
+    assert first == tokenizer(premise, hypothesis)["input_ids"]
