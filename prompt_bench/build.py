@@ -25,7 +25,12 @@ from prompt_bench.methods.bayesprompt.encoding import add_relation_tokens, relat
 from prompt_bench.methods.metapt.pretrain import meta_init_file
 from prompt_bench.records import resolved_config, run_key
 from prompt_bench.training import Outcome, fit_and_test
-from prompt_bench.transfer.artefacts import pair_transferability, source_prompt_file, teacher_logits_file
+from prompt_bench.transfer.artefacts import (
+    pair_transferability,
+    source_prompt_file,
+    teacher_directory,
+    teacher_logits_file,
+)
 from prompt_bench.transfer.pairs import check_pair
 from prompt_bench.validate import check_task
 
@@ -71,6 +76,7 @@ def build_experiment(cfg: DictConfig) -> Experiment:
             pool_texts=task.train.texts,
             task_kind=task.kind,
             max_length=cfg.dataset.max_length,
+            head=head,
         )
     )
     module = site.module(
@@ -124,7 +130,8 @@ def prompt_site(method: Method, method_name: str) -> InputSite | ClassSite:
 def method_extras(cfg: DictConfig, method: Method, adapter: AdapterBase) -> dict:
     """What the method declares in `method.needs`, served by name (each made once and shared, see
     `prompt_bench.transfer.artefacts`): `source_prompt` (the pair's source prompt file),
-    `teacher_logits` (PANDA's PoT teacher logits file), `transferability` (the pair's MSS, float),
+    `teacher_logits` (PANDA's PoT teacher logits file), `teacher_model` (the PoT teacher's run directory:
+    its prompt.safetensors and head.safetensors), `transferability` (the pair's MSS, float),
     `meta_init` (MetaPT's / PPT's pre-trained init prompt file, from method.pretrain; no pair needed).
 
     The other needs come from a transfer pair; without one they are not served and the method's
@@ -140,6 +147,7 @@ def method_extras(cfg: DictConfig, method: Method, adapter: AdapterBase) -> dict
     makers = {  # made in this order
         "source_prompt": lambda: source_prompt_file(cfg, train_run),
         "teacher_logits": lambda: teacher_logits_file(cfg, train_run),
+        "teacher_model": lambda: teacher_directory(cfg, train_run),
         "transferability": lambda: pair_transferability(cfg, adapter, build_head, train_run),
         "meta_init": lambda: meta_init_file(cfg, adapter, method, build_head),
     }

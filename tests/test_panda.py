@@ -7,6 +7,7 @@ import hashlib
 import pytest
 import pytorch_lightning as pl
 import torch
+from safetensors.torch import load_file
 from torch.nn import functional as F
 
 from prompt_bench.build import build_experiment
@@ -15,6 +16,7 @@ from prompt_bench.run import run_experiment
 from prompt_bench.transfer.artefacts import teacher_logits_file
 
 TINY = ("method=panda", "transfer=tweets_airline_to_cars", "backbone=tiny_bert", "trainer=debug", "logger=none")
+CACHED = "method.module.teacher_mode=cached"
 
 
 def test_kd_losses_match_hand_computation():
@@ -31,7 +33,7 @@ def test_kd_losses_match_hand_computation():
 
 
 def test_student_starts_fresh_and_teacher_never_changes(make_config, cache_dir):
-    cfg = make_config(*TINY)
+    cfg = make_config(*TINY, CACHED)
     experiment = build_experiment(cfg)
     method = experiment.method
     teacher_file = teacher_logits_file(cfg)  # made by the build above; this only looks it up
@@ -42,8 +44,6 @@ def test_student_starts_fresh_and_teacher_never_changes(make_config, cache_dir):
     assert teacher_logits.shape == (len(experiment.split.train), 3)
 
     # the student's prefix table is a fresh N(0, 1) draw, not the teacher's or the source's prompt
-    from safetensors.torch import load_file
-
     student_start = method.prompt_tensors()["prefix_embeddings"].clone()
     assert not torch.equal(student_start, load_file(str(teacher_prompt))["prefix_embeddings"])
     fresh = build_experiment(
@@ -55,6 +55,7 @@ def test_student_starts_fresh_and_teacher_never_changes(make_config, cache_dir):
             "~method.module.temperature",
             "~method.module.mse_batch_average",
             "~method.module.adaptive_kd",
+            "~method.module.teacher_mode",
         )
     )
     assert torch.equal(student_start, fresh.method.prompt_tensors()["prefix_embeddings"])
@@ -76,13 +77,74 @@ def test_student_starts_fresh_and_teacher_never_changes(make_config, cache_dir):
 
 
 def test_kd_term_is_in_the_loss(make_config):
-    experiment = build_experiment(make_config(*TINY))
+    experiment = build_experiment(make_config(*TINY, CACHED))
     experiment.datamodule.setup("fit")
     batch = next(iter(experiment.datamodule.train_dataloader()))
     logits = experiment.module(batch)
     extra = experiment.method.extra_loss(batch, logits)
     expected = 0.01 * F.mse_loss(logits, experiment.method.teacher_logits[batch["example_index"]]) / logits.shape[0]
     assert float(extra["kd"]) == pytest.approx(float(expected))
+
+
+# ---- the live teacher (official: source_model.train() and a forward on every batch) ------------------------------
+
+
+def test_live_teacher_runs_in_train_mode_and_differs_from_its_eval_mode_logits(make_config):
+    experiment = build_experiment(make_config(*TINY))
+    method, module = experiment.method, experiment.module
+    assert method.teacher_mode == "live" and method.needs == {"teacher_model"}
+    assert method.teacher.prefix_dropout == 0.1 and method.teacher_head.dropout.p == 0.1  # dropout on
+    experiment.datamodule.setup("fit")
+    batch = next(iter(experiment.datamodule.train_dataloader()))
+    module.train()
+    live = method.teacher_batch_logits(batch, module.backbone)
+    again = method.teacher_batch_logits(batch, module.backbone)
+    assert method.teacher.training and method.teacher_head.training
+    assert not torch.allclose(live, again)  # a fresh dropout mask every step
+    cached = load_file(str(teacher_logits_file(make_config(*TINY))))["logits"][batch["example_index"]]
+    assert not torch.allclose(live, cached, atol=1e-4)  # the cached logits are the eval-mode ones
+    logits = module(batch)
+    torch.manual_seed(3)
+    extra = method.extra_loss(batch, logits, backbone=module.backbone)
+    torch.manual_seed(3)
+    expected = 0.01 * F.mse_loss(logits, method.teacher_batch_logits(batch, module.backbone)) / logits.shape[0]
+    assert float(extra["kd"]) == pytest.approx(float(expected))
+
+
+def test_live_teacher_without_dropout_equals_the_cached_logits(make_config):
+    no_dropout = (*TINY, "method.module.prefix_dropout=0.0", "head=pooler", "head.dropout=0.0")  # tiny_bert: 0 already
+    experiment = build_experiment(make_config(*no_dropout))
+    experiment.datamodule.setup("fit")
+    experiment.module.train()
+    cached = load_file(str(teacher_logits_file(make_config(*no_dropout))))["logits"]
+    for batch in experiment.datamodule.train_dataloader():
+        live = experiment.method.teacher_batch_logits(batch, experiment.module.backbone)
+        assert torch.allclose(live, cached[batch["example_index"]], atol=1e-5)
+
+
+def test_live_teacher_is_frozen_and_loaded_from_the_teacher_artefact(make_config):
+    from prompt_bench.export.metadata import HEAD_FILE
+    from tests.helpers.training import changed, fit, snapshot
+
+    cfg = make_config(*TINY)
+    experiment = build_experiment(cfg)
+    method = experiment.method
+    directory = teacher_logits_file(cfg).parent
+    saved_prompt = load_file(str(directory / "prompt.safetensors"))
+    assert torch.equal(method.teacher.prompt_tensors()["prefix_embeddings"], saved_prompt["prefix_embeddings"])
+    saved_head = load_file(str(directory / HEAD_FILE))
+    assert torch.equal(method.teacher_head.classifier.weight, saved_head["classifier.weight"])
+    assert not torch.equal(
+        method.teacher_head.classifier.weight, experiment.head.classifier.weight
+    )  # not the student's
+    trainable = {id(p) for p in experiment.module.trainable_parameters()}
+    assert not any(id(p) in trainable for p in [*method.teacher.parameters(), *method.teacher_head.parameters()])
+    teacher_before, head_before = snapshot(method.teacher), snapshot(method.teacher_head)
+    student_before = method.prompt_tensors()["prefix_embeddings"].clone()
+    experiment.datamodule.setup("fit")
+    fit(experiment, steps=3)
+    assert not changed(teacher_before, method.teacher) and not changed(head_before, method.teacher_head)
+    assert not torch.equal(method.prompt_tensors()["prefix_embeddings"], student_before)
 
 
 def test_panda_without_a_pair_names_the_missing_teacher(make_config):

@@ -77,7 +77,7 @@ class InputSiteModule(PromptLightningModule):
         """L = CE(logits, y) + Σ extra; with no extra terms train/ce equals train/loss and is not logged."""
         logits = self(batch)
         cross_entropy = F.cross_entropy(logits, batch["labels"])
-        extra = self.method.extra_loss(batch, logits)
+        extra = self.method.extra_loss(batch, logits, backbone=self.backbone)
         loss = cross_entropy + sum(extra.values(), torch.zeros((), device=logits.device))
         terms = {"ce": cross_entropy, **extra} if extra else {}
         return logits, loss, terms
