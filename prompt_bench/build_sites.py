@@ -83,7 +83,8 @@ class InputSite:
                 cache_dir=cfg.paths.cache_dir,
             )
         add_mask = head.needs_mask_token(adapter)
-        pairs = pair_inputs(adapter, cfg.dataset.get("pair_encoding", "pair"), cfg.dataset.max_length, add_mask)
+        pair_encoding = cfg.dataset.get("pair_encoding", "pair")
+        pairs = pair_inputs(adapter, pair_encoding, cfg.dataset.max_length, add_mask, examples=split.train)
         return TextDataModule(
             split=split,
             encode=partial(adapter.encode_texts, max_length=cfg.dataset.max_length, add_mask=add_mask),

@@ -72,6 +72,8 @@ def test_joined_is_the_option_and_other_families_join(pair_csv, tiny):
     assert joined == adapter.encode_texts(list(examples.texts), 32)
     assert joined[0].count(adapter.tokenizer.sep_token_id) == 1
     assert pair_inputs(tiny("tiny_t5"), "pair", 32) is None  # a seq2seq tokenizer builds no [SEP] pairs
+    single = csv_file(pair_csv, text_column="premise", label_column="label").train
+    assert pair_inputs(adapter, "pair", 32, examples=single) is None  # one field: no pairs, no token types
     roberta_pairs = pair_inputs(tiny("tiny_roberta"), "pair", 32)
     assert roberta_pairs is not None and roberta_pairs.type_sep_id is None  # a pair, but no token types
     with pytest.raises(ConfigError, match="dataset.pair_encoding 'both' is not one of pair, joined"):

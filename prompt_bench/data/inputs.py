@@ -36,12 +36,16 @@ class PairInputs:
     type_sep_id: int | None = None
 
 
-def pair_inputs(adapter, pair_encoding: str, max_length: int, add_mask: bool = False) -> PairInputs | None:
-    """The pair encoding of `adapter` for dataset.pair_encoding, or None for joined texts (asked for,
-    or a backbone whose tokenizer builds no pairs)."""
+def pair_inputs(
+    adapter, pair_encoding: str, max_length: int, add_mask: bool = False, examples: Examples | None = None
+) -> PairInputs | None:
+    """The pair encoding of `adapter` for dataset.pair_encoding, or None for joined texts: asked for,
+    a backbone whose tokenizer builds no pairs, or `examples` (a split's training examples, when given)
+    with a single text field."""
     if pair_encoding not in PAIR_ENCODINGS:
         raise ConfigError(f"dataset.pair_encoding '{pair_encoding}' is not one of {', '.join(PAIR_ENCODINGS)}.")
-    if pair_encoding == "joined" or not getattr(adapter, "takes_text_pairs", False):
+    single_field = examples is not None and examples.fields is None
+    if pair_encoding == "joined" or single_field or not getattr(adapter, "takes_text_pairs", False):
         return None
 
     def encode(firsts: Sequence[str], seconds: Sequence[str]) -> list[list[int]]:

@@ -69,7 +69,7 @@ def input_batches(
     split = make_split(instantiate(dataset.task), dataset.k_shot, dataset.split_seed, dataset.get("max_test_examples"))
     head = build_head(cfg.head, adapter, split.label_names, PromptTuning(), "prompt_tuning")
     add_mask = head.needs_mask_token(adapter)
-    pairs = pair_inputs(adapter, dataset.get("pair_encoding", "pair"), dataset.max_length, add_mask)
+    pairs = pair_inputs(adapter, dataset.get("pair_encoding", "pair"), dataset.max_length, add_mask, split.train)
     encode = partial(adapter.encode_texts, max_length=dataset.max_length, add_mask=add_mask)
     first_inputs = split.train.subset(range(min(max_inputs, len(split.train))))
     items = [(ids, 0) for ids in encode_examples(first_inputs, encode, pairs)]
