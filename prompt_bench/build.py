@@ -18,14 +18,19 @@ from prompt_bench.base_to_new import BaseToNewSplit
 from prompt_bench.build_sites import SITES, ClassSite, InputSite
 from prompt_bench.data import FewShotSplit, SplitDataModule
 from prompt_bench.errors import ConfigError
-from prompt_bench.heads import HEADS, Head
+from prompt_bench.heads import HEADS, Head, auto_head_name
 from prompt_bench.lit import PromptLightningModule
 from prompt_bench.methods.base import Method, MethodContext
 from prompt_bench.methods.bayesprompt.encoding import add_relation_tokens, relation_support
 from prompt_bench.methods.metapt.pretrain import meta_init_file
 from prompt_bench.records import resolved_config, run_key
 from prompt_bench.training import Outcome, fit_and_test
-from prompt_bench.transfer.artefacts import pair_transferability, source_prompt_file, teacher_logits_file
+from prompt_bench.transfer.artefacts import (
+    pair_transferability,
+    source_prompt_file,
+    teacher_directory,
+    teacher_logits_file,
+)
 from prompt_bench.transfer.pairs import check_pair
 from prompt_bench.validate import check_task
 
@@ -71,6 +76,7 @@ def build_experiment(cfg: DictConfig) -> Experiment:
             pool_texts=task.train.texts,
             task_kind=task.kind,
             max_length=cfg.dataset.max_length,
+            head=head,
         )
     )
     module = site.module(
@@ -82,6 +88,7 @@ def build_experiment(cfg: DictConfig) -> Experiment:
         optimizer=instantiate(cfg.method.optimizer),
         scheduler=instantiate(cfg.method.scheduler) if cfg.method.get("scheduler") else None,
         scheduler_interval=cfg.method.get("scheduler_interval"),
+        gradient_clip_norm=cfg.method.get("gradient_clip_norm"),
         primary_metric=split.metric,
     )
     datamodule = site.datamodule(cfg, adapter, head, split)
@@ -123,7 +130,8 @@ def prompt_site(method: Method, method_name: str) -> InputSite | ClassSite:
 def method_extras(cfg: DictConfig, method: Method, adapter: AdapterBase) -> dict:
     """What the method declares in `method.needs`, served by name (each made once and shared, see
     `prompt_bench.transfer.artefacts`): `source_prompt` (the pair's source prompt file),
-    `teacher_logits` (PANDA's PoT teacher logits file), `transferability` (the pair's MSS, float),
+    `teacher_logits` (PANDA's PoT teacher logits file), `teacher_model` (the PoT teacher's run directory:
+    its prompt.safetensors and head.safetensors), `transferability` (the pair's MSS, float),
     `meta_init` (MetaPT's / PPT's pre-trained init prompt file, from method.pretrain; no pair needed).
 
     The other needs come from a transfer pair; without one they are not served and the method's
@@ -139,6 +147,7 @@ def method_extras(cfg: DictConfig, method: Method, adapter: AdapterBase) -> dict
     makers = {  # made in this order
         "source_prompt": lambda: source_prompt_file(cfg, train_run),
         "teacher_logits": lambda: teacher_logits_file(cfg, train_run),
+        "teacher_model": lambda: teacher_directory(cfg, train_run),
         "transferability": lambda: pair_transferability(cfg, adapter, build_head, train_run),
         "meta_init": lambda: meta_init_file(cfg, adapter, method, build_head),
     }
@@ -165,10 +174,11 @@ def check_family(method: Method, adapter: AdapterBase, method_name: str) -> None
 def build_head(
     head_cfg: DictConfig, adapter: AdapterBase, label_names: tuple[str, ...], method: Method, method_name: str
 ) -> Head:
-    """conf/head/<name>.yaml -> a Head; `auto` takes the method's required head or the backbone's default."""
+    """conf/head/<name>.yaml -> a Head; `auto` takes the method's required head, else its preferred head
+    where the backbone's family takes it, else the backbone's default (`heads.auto_head_name`)."""
     name = head_cfg.name
     if name == "auto":
-        name = method.required_head or adapter.default_head
+        name = auto_head_name(method.required_head, method.preferred_head, adapter.family, adapter.default_head)
         if name not in HEADS:
             raise ConfigError(f"backbone.default_head '{name}' is not one of {', '.join(HEADS)}.")
         return HEADS[name](label_names=label_names, adapter=adapter)

@@ -18,6 +18,7 @@ from prompt_bench.backbones.dual import DualEncoderAdapter
 from prompt_bench.base_to_new import BaseToNewSplit, make_base_to_new_split
 from prompt_bench.data import FewShotSplit, TextDataModule, make_split
 from prompt_bench.data.dual_datamodule import DualDataModule
+from prompt_bench.data.inputs import pair_inputs
 from prompt_bench.data.relation_split import make_relation_split
 from prompt_bench.data.sources.images import RandomResizedCropFlip
 from prompt_bench.data.tasks import Task
@@ -29,9 +30,12 @@ from prompt_bench.methods.bayesprompt.encoding import encode_relation_texts
 from prompt_bench.methods.bayesprompt.relation import no_relation_id
 
 
-def token_cache_key(adapter: AdapterBase, task_name: str, max_length: int, add_mask: bool = False) -> str:
-    """Names an encoding of a split's texts (tokenizer, length, mask token) for the token cache."""
-    return f"{adapter.tokenizer_id}|{task_name}|len={max_length}|mask={add_mask}"
+def token_cache_key(
+    adapter: AdapterBase, task_name: str, max_length: int, add_mask: bool = False, pairs: bool = False
+) -> str:
+    """Names an encoding of a split's texts (tokenizer, length, mask token, text pairs) for the token cache."""
+    key = f"{adapter.tokenizer_id}|{task_name}|len={max_length}|mask={add_mask}"
+    return key + "|pairs" if pairs else key
 
 
 class InputSite:
@@ -79,14 +83,24 @@ class InputSite:
                 cache_dir=cfg.paths.cache_dir,
             )
         add_mask = head.needs_mask_token(adapter)
+        pair_encoding = cfg.dataset.get("pair_encoding", "pair")
+        pairs = pair_inputs(
+            adapter,
+            pair_encoding,
+            cfg.dataset.max_length,
+            add_mask,
+            examples=split.train,
+            template=cfg.dataset.get("template"),
+        )
         return TextDataModule(
             split=split,
             encode=partial(adapter.encode_texts, max_length=cfg.dataset.max_length, add_mask=add_mask),
             pad_token_id=adapter.tokenizer.pad_token_id,
             batch_size=cfg.dataset.batch_size,
             eval_batch_size=cfg.dataset.eval_batch_size,
-            cache_key=token_cache_key(adapter, split.task_name, cfg.dataset.max_length, add_mask),
+            cache_key=token_cache_key(adapter, split.task_name, cfg.dataset.max_length, add_mask, pairs is not None),
             cache_dir=cfg.paths.cache_dir,
+            pairs=pairs,
         )
 
 

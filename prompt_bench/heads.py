@@ -3,6 +3,8 @@
 - label_similarity: cosine between the pooled input and the pooled label names, times a logit
   scale (CoOp-like; no parameters of its own, works for classes never trained on).
 - linear: a trained classifier on the pooled input.
+- pooler: BERT's sequence-classification head (P-tuning v2 / PANDA): pooler dense + tanh on the
+  first token, dropout, a trained linear classifier.
 - verbalizer: label-word scores from the model's own LM (MLM at a mask, seq2seq decoding,
   causal next token); on seq2seq, rank classification over the summed label log-probs.
 - generate: text-to-text (seq2seq): token cross-entropy on the label text + EOS, greedy decoding and
@@ -46,6 +48,9 @@ class Head(nn.Module):
     abstains: bool = False
     """True when `forward` can give a row that names no class (all −inf: a generated text that is no
     label text); the metrics then count it wrong and report its rate (lit/exact_match.py)."""
+    families: tuple[str, ...] | None = None
+    """Backbone families this head scores (None: any); head=auto skips a method's preferred head
+    whose families exclude the backbone's."""
 
     def needs_mask_token(self, adapter: BackboneAdapter) -> bool:
         return False
@@ -131,6 +136,58 @@ class LinearHead(Head):
 
     def forward(self, output: BackboneOutput, batch: dict[str, Tensor], adapter: BackboneAdapter) -> Tensor:
         return self.classifier(self.dropout(adapter.pool(output).float()))
+
+
+class PoolerHead(Head):
+    """BERT's sequence-classification head, as P-tuning v2 and PANDA use it (BertPrefixForSequenceClassification):
+
+        logits = W · dropout(tanh(W_p h_0 + b_p)) + b   (B, C)
+
+    h_0: the first input token's last hidden state ([CLS]/<s>, after any input-level prompt), (B, d).
+    W_p, b_p: the backbone's own pre-trained pooler when the loaded model has one, copied in and frozen
+    (the official model keeps BertModel's pooler frozen with the rest of the backbone); a model loaded
+    without one (an MLM checkpoint, a tiny test model) gets a fresh pooler N(0, init_std²), zero bias,
+    trained with the classifier. W (C, d) ~ N(0, init_std²), b = 0: what `from_pretrained` gives the new
+    classifier (BERT's `_init_weights`, initializer_range 0.02).
+    """
+
+    name = "pooler"
+    families = ("encoder",)
+
+    def __init__(
+        self, label_names: Sequence[str], adapter: BackboneAdapter, dropout: float = 0.1, init_std: float = 0.02
+    ) -> None:
+        super().__init__()
+        if adapter.family not in self.families:
+            raise ConfigError(
+                f"head=pooler reads the first token of an encoder, but backbone '{adapter.name}' is a "
+                f"{adapter.family} model; use head=linear, label_similarity or verbalizer (or head=auto)."
+            )
+        hidden = adapter.hidden_size
+        self.pooler = nn.Linear(hidden, hidden)
+        self.dropout = nn.Dropout(dropout)
+        self.classifier = nn.Linear(hidden, len(label_names))
+        pretrained = backbone_pooler(adapter)
+        with torch.no_grad():
+            for layer in (self.pooler, self.classifier):
+                layer.weight.normal_(0.0, init_std)
+                layer.bias.zero_()
+            if pretrained is not None:
+                self.pooler.weight.copy_(pretrained.weight)
+                self.pooler.bias.copy_(pretrained.bias)
+        self.pooler.requires_grad_(pretrained is None)
+        self.pretrained_pooler = pretrained is not None
+
+    def forward(self, output: BackboneOutput, batch: dict[str, Tensor], adapter: BackboneAdapter) -> Tensor:
+        first = output.hidden[:, output.n_prompt].float()  # (B, d)
+        return self.classifier(self.dropout(torch.tanh(self.pooler(first))))
+
+
+def backbone_pooler(adapter: BackboneAdapter) -> nn.Linear | None:
+    """The dense layer of the loaded model's own pooler (BERT / RoBERTa / MPNet `pooler.dense`), or None."""
+    pooler = getattr(adapter.model.base_model, "pooler", None)
+    dense = getattr(pooler, "dense", None)
+    return dense if isinstance(dense, nn.Linear) else None
 
 
 class VerbalizerHead(Head):
@@ -345,8 +402,21 @@ def mlm_transform(adapter: BackboneAdapter, hidden: Tensor) -> Tensor:
 HEADS: dict[str, type[Head]] = {
     "label_similarity": LabelSimilarityHead,
     "linear": LinearHead,
+    "pooler": PoolerHead,
     "verbalizer": VerbalizerHead,
     "generate": GenerateHead,
     "itm": ItmHead,
     "relation_mlm": RelationMLMHead,
 }
+
+
+def auto_head_name(required: str | None, preferred: str | None, family: str, default_head: str) -> str:
+    """What head=auto builds: the method's required head, else its preferred head where that head
+    scores the backbone's family, else the backbone's default head (`backbone.default_head`, which
+    falls back to the family adapter's own default)."""
+    if required:
+        return required
+    preferred_class = HEADS.get(preferred) if preferred else None
+    if preferred_class is not None and (preferred_class.families is None or family in preferred_class.families):
+        return preferred
+    return default_head

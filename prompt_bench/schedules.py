@@ -1,4 +1,5 @@
-"""Learning-rate schedules stepped once per epoch."""
+"""Learning-rate schedules: Dassl's warm-up cosine (per epoch) and the Hugging Face Trainer's linear decay
+(per optimizer step)."""
 
 from __future__ import annotations
 
@@ -6,6 +7,25 @@ import math
 
 import torch
 from torch.optim.lr_scheduler import LambdaLR
+
+from prompt_bench.errors import ConfigError
+
+
+def linear_decay(optimizer: torch.optim.Optimizer, total_steps: int | None, warmup_steps: int = 0) -> LambdaLR:
+    """The Hugging Face Trainer's default schedule (`get_linear_schedule_with_warmup`), per optimizer step t:
+    lr_t = base_lr · t / W for t < W, else base_lr · max(0, (T − t) / max(1, T − W)),
+    with T = total_steps (the run's optimizer steps, filled in by the Lightning module when None) and
+    W = warmup_steps (0 by default, as the Trainer's `warmup_steps`). Step once per optimizer step.
+    """
+    if total_steps is None or total_steps < 1:
+        raise ConfigError(f"method.scheduler.total_steps must be >= 1 (the run's optimizer steps), got {total_steps}.")
+
+    def at_step(step: int) -> float:
+        if step < warmup_steps:
+            return step / max(1, warmup_steps)
+        return max(0.0, (total_steps - step) / max(1, total_steps - warmup_steps))
+
+    return LambdaLR(optimizer, at_step)
 
 
 def warmup_cosine(

@@ -91,7 +91,7 @@ def check_task(task: Task, cfg: DictConfig) -> tuple[Task, dict[str, int]]:
         if empty:
             log.warning("dropped %d empty text(s) from the %s split of task '%s'", len(empty), split_name, task.name)
             keep = sorted(set(range(len(examples))) - set(empty))
-            examples = Examples(texts=[examples.texts[i] for i in keep], labels=[examples.labels[i] for i in keep])
+            examples = examples.subset(keep)
             notes[f"empty_texts_dropped_{split_name}"] = len(empty)
         splits[split_name] = examples
     train_classes, test_classes = set(splits["train"].labels), set(splits["test"].labels)

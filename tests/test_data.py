@@ -468,6 +468,10 @@ def test_every_dataset_conf_opens_with_a_comment_and_has_the_schema():
         assert conf.task._target_.startswith("prompt_bench.data.sources.")
         assert conf.split_seed == (1 if name in relation_names else 13)  # relation: official split seeds 1-5
         assert {"k_shot", "max_test_examples", "max_length", "batch_size", "eval_batch_size"} <= set(conf)
+        if name not in relation_names:  # two text fields: a text pair on encoders by default (official P-tuning v2)
+            assert conf.pair_encoding == "pair", name
+    # CB selects on accuracy, as the official code (P-tuning v2 / PANDA tasks/superglue/dataset.py: test_key)
+    assert dataset_conf("cb").task.metric == "acc"
     assert dataset_conf("tweets_all").max_test_examples == 2000
     assert dataset_conf("tweets_cars").max_length == 64 and dataset_conf("synthetic").max_length == 32
 

@@ -27,6 +27,8 @@ CELLS = (
     + [("linear_probe", backbone, "linear") for backbone in FAMILIES]
     # RoBERTa numbers positions from padding_idx + 1: a second encoder layout for the prompt path
     + [("prompt_tuning", "tiny_roberta", head) for head in PROMPT_HEADS]
+    # BERT's pooler + classifier (PANDA's head): encoders only
+    + [("prompt_tuning", backbone, "pooler") for backbone in ("tiny_bert", "tiny_roberta")]
     + [("vip", backbone, head) for backbone in (*FAMILIES, "tiny_roberta") for head in PROMPT_HEADS]
     # text-to-text (the seq2seq default): token loss on label text + EOS, greedy exact match
     + [(method, "tiny_t5", "generate") for method in ("prompt_tuning", "fine_tuning", "vip")]
@@ -104,8 +106,8 @@ def test_method_family_head_cell(make_config, tmp_path, method, backbone, head):
         assert not backbone_changed, f"frozen backbone changed: {sorted(backbone_changed)[:5]}"
     if method in ("prompt_tuning", "vip", *CLASS_METHODS):
         assert changed(method_before, module.method) == set(method_before), "prompt did not train"
-    if head == "linear":
-        assert changed(head_before, module.head), "linear head did not train"
+    if head in ("linear", "pooler"):
+        assert changed(head_before, module.head), f"{head} head did not train"
 
     # it learns: accuracy on the trained classes (the first test set) clearly above chance
     first, last = history.losses[:5], history.losses[-5:]

@@ -46,8 +46,9 @@ def test_spot_target_prompt_starts_equal_to_the_source_prompt(make_config, cache
 def test_methods_declare_their_needs_and_the_builder_refuses_unknown_ones(make_config):
     assert PromptTuning.needs == frozenset()
     assert SPoT.needs == {"source_prompt"}
-    assert PANDA.needs == {"teacher_logits"} and PANDA(adaptive_kd=True).needs == {"teacher_logits", "transferability"}
-    assert PANDA.needs == {"teacher_logits"}  # the instance's extra need stays on the instance
+    assert PANDA.needs == {"teacher_model"} and PANDA(adaptive_kd=True).needs == {"teacher_model", "transferability"}
+    assert PANDA(teacher_mode="cached").needs == {"teacher_logits"}  # the eval-mode logits, made once
+    assert PANDA.needs == {"teacher_model"}  # the instance's needs stay on the instance
     method = PromptTuning()
     method.needs = frozenset({"gmm_particles"})  # (meta_init is served now: MetaPT's init prompt)
     with pytest.raises(ConfigError, match="needs gmm_particles, which the builder cannot serve"):

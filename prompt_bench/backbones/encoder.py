@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 from torch import Tensor, nn
 
@@ -20,8 +22,28 @@ class EncoderAdapter(BackboneAdapter):
     ffn_down_projection = r"encoder\.layer\.\d+\.output\.dense$"  # BERT, RoBERTa, MPNet (not attention.output)
     takes_layer_prefixes = True
 
-    def body(self, inputs_embeds: Tensor, attention_mask: Tensor) -> Tensor:
-        return self.model.base_model(inputs_embeds=inputs_embeds, attention_mask=attention_mask).last_hidden_state
+    @property
+    def takes_text_pairs(self) -> bool:
+        """[CLS] a [SEP] b [SEP] (<s> a </s></s> b </s> for RoBERTa) needs a separator token."""
+        return self.tokenizer.sep_token_id is not None
+
+    @property
+    def token_type_sep_id(self) -> int | None:
+        """BERT-style models (a token type embedding of 2+ rows) mark the second text with type 1."""
+        has_types = getattr(self.model.config, "type_vocab_size", 0) > 1
+        return self.tokenizer.sep_token_id if has_types and self.takes_text_pairs else None
+
+    def encode_text_pairs(
+        self, firsts: Sequence[str], seconds: Sequence[str], max_length: int, add_mask: bool = False
+    ) -> list[list[int]]:
+        budget = max_length - 1 if add_mask else max_length
+        ids = self.tokenizer(list(firsts), list(seconds), truncation=True, max_length=budget)["input_ids"]
+        return self._with_mask_token(ids) if add_mask else ids
+
+    def body(self, inputs_embeds: Tensor, attention_mask: Tensor, token_type_ids: Tensor | None = None) -> Tensor:
+        return self.model.base_model(
+            inputs_embeds=inputs_embeds, attention_mask=attention_mask, token_type_ids=token_type_ids
+        ).last_hidden_state
 
     def _prefix_obstacle(self) -> str | None:
         if self._is_mpnet() or self._base_cache_keyword is not None:
@@ -31,7 +53,13 @@ class EncoderAdapter(BackboneAdapter):
     def _is_mpnet(self) -> bool:
         return self.model.config.model_type == "mpnet"
 
-    def body_with_prefixes(self, inputs_embeds: Tensor, attention_mask: Tensor, layer_prefixes: Tensor) -> Tensor:
+    def body_with_prefixes(
+        self,
+        inputs_embeds: Tensor,
+        attention_mask: Tensor,
+        layer_prefixes: Tensor,
+        token_type_ids: Tensor | None = None,
+    ) -> Tensor:
         """BERT/RoBERTa/MiniLM take the prefixes as a prefilled cache (Hugging Face's own prefix
         path); MPNet's attention takes no cache, so `mpnet_prefixed_attention` stands in for it."""
         n_prefix, length = layer_prefixes.shape[-2], inputs_embeds.shape[1]
@@ -41,6 +69,8 @@ class EncoderAdapter(BackboneAdapter):
             "attention_mask": key_side_mask(attention_mask, n_prefix),
             "position_ids": self._shifted_position_ids(n_prefix, length, inputs_embeds.device),
         }
+        if token_type_ids is not None:
+            inputs["token_type_ids"] = token_type_ids
         if self._is_mpnet():
             with mpnet_prefixed_attention(base.encoder, layer_prefixes, length):
                 return base(**inputs).last_hidden_state

@@ -136,11 +136,28 @@ class BackboneAdapter(AdapterBase):
         """
         budget = max_length - 1 if add_mask else max_length
         ids = self.tokenizer(list(texts), truncation=True, max_length=budget)["input_ids"]
-        if not add_mask:
-            return ids
+        return self._with_mask_token(ids) if add_mask else ids
+
+    def _with_mask_token(self, ids: list[list[int]]) -> list[list[int]]:
+        """The mask token before each row's closing separator (or at its end)."""
         mask_id = self.tokenizer.mask_token_id
         closing = {self.tokenizer.sep_token_id, self.tokenizer.eos_token_id} - {None}
         return [row[:-1] + [mask_id, row[-1]] if row and row[-1] in closing else row + [mask_id] for row in ids]
+
+    takes_text_pairs: bool = False
+    """Whether the tokenizer builds text pairs (`encode_text_pairs`); else two fields are joined."""
+
+    @property
+    def token_type_sep_id(self) -> int | None:
+        """The separator after which token types turn 1 in a pair, or None: the model has no token types."""
+        return None
+
+    def encode_text_pairs(
+        self, firsts: Sequence[str], seconds: Sequence[str], max_length: int, add_mask: bool = False
+    ) -> list[list[int]]:
+        """N (a, b) pairs -> `tokenizer(a, b)` token ids, truncated longest-first to max_length; add_mask
+        as in `encode_texts` (the mask goes before the closing separator, in b)."""
+        raise NotImplementedError(f"backbone '{self.name}' ({self.family}) builds no text pairs; join the fields.")
 
     # ---- forward ---------------------------------------------------------------------------
     def embed(self, input_ids: Tensor) -> Tensor:
@@ -153,8 +170,12 @@ class BackboneAdapter(AdapterBase):
         attention_mask: Tensor,
         prompt: Tensor | None = None,
         layer_prefixes: Tensor | None = None,
+        token_type_ids: Tensor | None = None,
     ) -> BackboneOutput:
         """Run the body on [P; E(x)] (Lester et al. 2021, eq. 1): prompt (B, n, d) goes first.
+
+        token_type_ids (B, L): segment ids of text pairs, for a model with token types (the n prompt
+        positions get type 0); None = all 0.
 
         layer_prefixes (P-tuning v2, Liu et al. 2022): (n_layers, 2, B, n_heads, m, head_dim), the
         keys ([:, 0]) and values ([:, 1]) prepended to every self-attention layer's own (see
@@ -169,8 +190,15 @@ class BackboneAdapter(AdapterBase):
             inputs_embeds = torch.cat([prompt.to(inputs_embeds.dtype), inputs_embeds], dim=1)
             prompt_mask = attention_mask.new_ones(attention_mask.shape[0], n_prompt)
             attention_mask = torch.cat([prompt_mask, attention_mask], dim=1)
+        segments = {}
+        if token_type_ids is not None:
+            if self.token_type_sep_id is None:
+                raise ValueError(f"backbone '{self.name}' has no token types, but token_type_ids were given.")
+            segments["token_type_ids"] = torch.cat(
+                [token_type_ids.new_zeros(token_type_ids.shape[0], n_prompt), token_type_ids], dim=1
+            )
         if layer_prefixes is None:
-            hidden = self.body(inputs_embeds, attention_mask)
+            hidden = self.body(inputs_embeds, attention_mask, **segments)
         else:
             expected = self.prefix_geometry.prefix_shape(inputs_embeds.shape[0], layer_prefixes.shape[-2])
             if tuple(layer_prefixes.shape) != expected:
@@ -178,7 +206,9 @@ class BackboneAdapter(AdapterBase):
                     f"layer_prefixes of shape {tuple(layer_prefixes.shape)} do not fit backbone '{self.name}', "
                     f"which takes (n_layers, 2, B, n_heads, m, head_dim) = {expected}."
                 )
-            hidden = self.body_with_prefixes(inputs_embeds, attention_mask, layer_prefixes.to(inputs_embeds.dtype))
+            hidden = self.body_with_prefixes(
+                inputs_embeds, attention_mask, layer_prefixes.to(inputs_embeds.dtype), **segments
+            )
         return BackboneOutput(hidden=hidden, attention_mask=attention_mask, n_prompt=n_prompt)
 
     def body(self, inputs_embeds: Tensor, attention_mask: Tensor) -> Tensor:

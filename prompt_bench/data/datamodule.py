@@ -13,6 +13,7 @@ import pytorch_lightning as pl
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from prompt_bench.data.inputs import PairInputs, encode_examples, token_type_ids
 from prompt_bench.data.splits import FewShotSplit
 from prompt_bench.data.tasks import Examples
 from prompt_bench.data.token_cache import TokenCache, TokenIds
@@ -43,11 +44,13 @@ class PadCollator:
 
     Items are (token ids, label) or (token ids, label, index). Returns {"input_ids": (B, L) long,
     "attention_mask": (B, L) long, "labels": (B,) long}, plus "example_index": (B,) long for
-    indexed items.
+    indexed items, and "token_type_ids": (B, L) long when `type_sep_id` is set (text pairs for a
+    model with token types: 1 after the first separator, see `data.inputs.token_type_ids`).
     """
 
     pad_token_id: int
     pad_to: int | None = None
+    type_sep_id: int | None = None
 
     def __call__(self, items: list[tuple]) -> dict[str, torch.Tensor]:
         sequences = [item[0] if self.pad_to is None else item[0][: self.pad_to] for item in items]
@@ -61,6 +64,8 @@ class PadCollator:
         batch = {"input_ids": input_ids, "attention_mask": attention_mask, "labels": labels}
         if len(items[0]) == 3:
             batch["example_index"] = torch.tensor([item[2] for item in items], dtype=torch.long)
+        if self.type_sep_id is not None:
+            batch["token_type_ids"] = token_type_ids(input_ids, attention_mask, self.type_sep_id)
         return batch
 
 
@@ -69,8 +74,9 @@ class SplitDataModule(pl.LightningDataModule):
     BaseToNewSplit), a training order fixed by the split's content, and token ids.
 
     `encode(texts)` maps N texts to N token-id lists (already templated and truncated); `encoded_parts()`
-    runs it once per part of the split (`parts()`: name -> examples). With both `cache_key` (naming
-    the encoding: tokenizer, template, max length) and `cache_dir`, the ids are cached at
+    runs it once per part of the split (`parts()`: name -> examples). `pairs` (data/inputs.py) encodes
+    examples with several text fields as text pairs instead. With both `cache_key` (naming the
+    encoding: tokenizer, template, max length, pairs) and `cache_dir`, the ids are cached at
     cache_dir/tokenized/<sha256(cache_key, split.content_hash)>.pt and reused by later setups.
     """
 
@@ -83,6 +89,7 @@ class SplitDataModule(pl.LightningDataModule):
         cache_key: str | None = None,
         cache_dir: str | None = None,
         num_workers: int = 0,
+        pairs: PairInputs | None = None,
     ) -> None:
         super().__init__()
         for option, value, minimum in (
@@ -94,6 +101,7 @@ class SplitDataModule(pl.LightningDataModule):
                 raise ConfigError(f"{option}={value} must be at least {minimum}; set dataset.{option} accordingly.")
         self.split = split
         self.encode = encode
+        self.pairs = pairs
         self.batch_size = batch_size
         self.eval_batch_size = eval_batch_size
         self.cache_key = cache_key
@@ -141,7 +149,7 @@ class SplitDataModule(pl.LightningDataModule):
         return token_ids
 
     def _encode_examples(self, part: str, examples: Examples) -> list[list[int]]:
-        token_ids = [list(map(int, ids)) for ids in self.encode(list(examples.texts))]
+        token_ids = [list(map(int, ids)) for ids in encode_examples(examples, self.encode, self.pairs)]
         if len(token_ids) != len(examples):
             raise DataError(
                 f"encode returned {len(token_ids)} sequences for the {len(examples)} {part} texts of "
@@ -171,7 +179,8 @@ class SplitDataModule(pl.LightningDataModule):
 
 class TextDataModule(SplitDataModule):
     """Train / dev / test dataloaders over a FewShotSplit for the input site: token ids padded into
-    {"input_ids", "attention_mask", "labels", "example_index"} batches (see `PadCollator`)."""
+    {"input_ids", "attention_mask", "labels", "example_index"} batches, plus "token_type_ids" for
+    text pairs on a model with token types (see `PadCollator`)."""
 
     def __init__(
         self,
@@ -184,11 +193,12 @@ class TextDataModule(SplitDataModule):
         cache_dir: str | None = None,
         pad_to: int | None = None,
         num_workers: int = 0,
+        pairs: PairInputs | None = None,
     ) -> None:
-        super().__init__(split, encode, batch_size, eval_batch_size, cache_key, cache_dir, num_workers)
+        super().__init__(split, encode, batch_size, eval_batch_size, cache_key, cache_dir, num_workers, pairs)
         if pad_to is not None and pad_to < 1:
             raise ConfigError(f"pad_to={pad_to} must be a positive length or None (pad to the longest in the batch).")
-        self.collate = PadCollator(pad_token_id, pad_to)
+        self.collate = PadCollator(pad_token_id, pad_to, pairs.type_sep_id if pairs is not None else None)
 
     def parts(self) -> dict[str, Examples]:
         return {name: getattr(self.split, name) for name in SPLIT_NAMES}

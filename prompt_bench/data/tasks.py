@@ -16,10 +16,15 @@ class Examples:
     """N texts with N integer labels (indices into `Task.label_names`).
 
     Lists, numpy ints and other sequences are accepted and stored as tuples of str / int.
+    fields: for a task read from several text fields (premise and hypothesis, ...), each example's
+    cells in field order (N tuples of F >= 2 strings, "" where a cell is empty), from which the text
+    is the non-empty cells joined with a space; None for one field. An encoder can then encode the
+    example as a text pair (`prompt_bench.data.inputs`).
     """
 
     texts: tuple[str, ...]
     labels: tuple[int, ...]
+    fields: tuple[tuple[str, ...], ...] | None = None
 
     def __post_init__(self) -> None:
         texts = tuple(str(text) for text in self.texts)
@@ -30,6 +35,14 @@ class Examples:
             )
         object.__setattr__(self, "texts", texts)
         object.__setattr__(self, "labels", labels)
+        if self.fields is not None:
+            fields = tuple(tuple(str(cell) for cell in cells) for cells in self.fields)
+            if len(fields) != len(texts) or any(len(cells) < 2 for cells in fields):
+                raise DataError(
+                    f"Examples got {len(fields)} field tuples for {len(texts)} texts; pass one tuple of at least "
+                    "two cells per text, or fields=None for single-field texts."
+                )
+            object.__setattr__(self, "fields", fields)
 
     def __len__(self) -> int:
         return len(self.texts)
@@ -39,6 +52,7 @@ class Examples:
         return Examples(
             texts=tuple(self.texts[i] for i in indices),
             labels=tuple(self.labels[i] for i in indices),
+            fields=None if self.fields is None else tuple(self.fields[i] for i in indices),
         )
 
 

@@ -62,7 +62,10 @@ class PromptLightningModule(pl.LightningModule):
     test-loader order ({"all": C} for one set; {"base": C_b, "new": C_n} for base-to-new).
     primary_metric ("acc", "f1", or a relation task's "micro_f1") is what best-on-dev selection monitors;
     no_relation: a relation task's no-relation class id (adds micro_f1 to every split's metrics). The scheduler steps every
-    `scheduler_interval` ("step" or "epoch"; None = the site's `default_scheduler_interval`).
+    `scheduler_interval` ("step" or "epoch"; None = the site's `default_scheduler_interval`); a scheduler factory
+    taking `total_steps=None` gets the run's optimizer steps. gradient_clip_norm (method.gradient_clip_norm):
+    the gradients' global L2 norm is clipped to it before every optimizer step (the Hugging Face Trainer's
+    max_grad_norm); None = no clipping. A Trainer's own gradient_clip_val, when set, wins.
     """
 
     default_scheduler_interval: str = "step"
@@ -80,6 +83,7 @@ class PromptLightningModule(pl.LightningModule):
         head_lr: float | None = None,
         primary_metric: str = "acc",
         no_relation: int | None = None,
+        gradient_clip_norm: float | None = None,
     ) -> None:
         super().__init__()
         interval = scheduler_interval or self.default_scheduler_interval
@@ -94,6 +98,11 @@ class PromptLightningModule(pl.LightningModule):
         self.optimizer_factory = optimizer
         self.scheduler_factory = scheduler
         self.scheduler_interval = interval
+        if gradient_clip_norm is not None and gradient_clip_norm <= 0:
+            raise ConfigError(
+                f"method.gradient_clip_norm must be > 0 (or null for no clipping), got {gradient_clip_norm}."
+            )
+        self.gradient_clip_norm = gradient_clip_norm
         self.head_lr = head_lr
         self.primary_metric = primary_metric
         self.num_classes = num_classes
@@ -210,8 +219,27 @@ class PromptLightningModule(pl.LightningModule):
         optimizer = self.optimizer_factory(params=groups)
         if self.scheduler_factory is None:
             return optimizer
-        scheduler = self.scheduler_factory(optimizer=optimizer)
+        keywords = getattr(self.scheduler_factory, "keywords", {})  # a functools.partial's own keywords
+        run_length = (
+            {"total_steps": int(self.trainer.estimated_stepping_batches)}
+            if keywords.get("total_steps", 0) is None
+            else {}
+        )
+        scheduler = self.scheduler_factory(optimizer=optimizer, **run_length)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": self.scheduler_interval}}
+
+    def configure_gradient_clipping(
+        self,
+        optimizer: torch.optim.Optimizer,
+        gradient_clip_val: float | None = None,
+        gradient_clip_algorithm: str | None = None,
+    ) -> None:
+        """Clip to the Trainer's gradient_clip_val when it sets one, else to method.gradient_clip_norm (L2 norm)."""
+        if gradient_clip_val is None and self.gradient_clip_norm is not None:
+            gradient_clip_val, gradient_clip_algorithm = self.gradient_clip_norm, "norm"
+        self.clip_gradients(
+            optimizer, gradient_clip_val=gradient_clip_val, gradient_clip_algorithm=gradient_clip_algorithm
+        )
 
     # ---- checkpoints: trainable state only ---------------------------------------------------
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:

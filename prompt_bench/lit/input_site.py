@@ -43,6 +43,7 @@ class InputSiteModule(PromptLightningModule):
         primary_metric: str = "acc",
         scheduler_interval: str | None = None,
         no_relation: int | None = None,
+        gradient_clip_norm: float | None = None,
     ) -> None:
         super().__init__(
             backbone=backbone,
@@ -55,6 +56,7 @@ class InputSiteModule(PromptLightningModule):
             scheduler_interval=scheduler_interval,
             head_lr=head_lr,
             primary_metric=primary_metric,
+            gradient_clip_norm=gradient_clip_norm,
             no_relation=no_relation,
         )
 
@@ -62,7 +64,13 @@ class InputSiteModule(PromptLightningModule):
         """The backbone on [P; E(x)] (and the method's prefixes); use_prompt=False: on E(x) alone."""
         prompt = self.method.prompt(batch) if use_prompt else None
         layer_prefixes = self.method.layer_prefixes(batch) if use_prompt else None
-        return self.backbone(batch["input_ids"], batch["attention_mask"], prompt=prompt, layer_prefixes=layer_prefixes)
+        return self.backbone(
+            batch["input_ids"],
+            batch["attention_mask"],
+            prompt=prompt,
+            layer_prefixes=layer_prefixes,
+            token_type_ids=batch.get("token_type_ids"),
+        )
 
     def forward(self, batch: dict[str, Tensor], use_prompt: bool = True) -> Tensor:
         """batch -> (B, C) logits. use_prompt=False gives the zero-shot backbone + head."""
@@ -74,7 +82,7 @@ class InputSiteModule(PromptLightningModule):
         logged."""
         logits, head_loss = self.head.training_scores(self.encode(batch), batch, self.backbone)
         cross_entropy = F.cross_entropy(logits, batch["labels"]) if head_loss is None else head_loss
-        extra = self.method.extra_loss(batch, logits)
+        extra = self.method.extra_loss(batch, logits, backbone=self.backbone)
         loss = cross_entropy + sum(extra.values(), torch.zeros((), device=logits.device))
         terms = {"ce": cross_entropy, **extra} if extra else {}
         return logits, loss, terms

@@ -35,6 +35,7 @@ class MethodContext:
     pool_texts: tuple[str, ...] = ()
     task_kind: str = "classification"  # or "relation": the texts are KnowPrompt records (data/sources/relations.py)
     max_length: int | None = None  # the dataset's max_length (the relation template's length)
+    head: Any = None  # the run's head, built before `prepare` (PANDA's live teacher scores with a copy)
 
 
 class Method(nn.Module):
@@ -54,10 +55,15 @@ class Method(nn.Module):
     required_head: str | None = None
     """A head this method only makes sense with (e.g. linear_probe -> linear), or None."""
 
+    preferred_head: str | None = None
+    """The head head=auto builds for this method where the backbone's family takes it (PANDA ->
+    pooler, its official head), else None; an explicit head=<name> overrides it."""
+
     needs: frozenset[str] = frozenset()
     """What the builder must make before `prepare`, handed in as `context.extras[name]`:
     "source_prompt" (the transfer pair's source prompt file), "teacher_logits" (PANDA's PoT teacher
-    logits file), "transferability" (the pair's MSS). Empty: the method transfers nothing, and a
+    logits file), "teacher_model" (the PoT teacher's directory: prompt and head), "transferability"
+    (the pair's MSS). Empty: the method transfers nothing, and a
     transfer pair given with it is dropped (it runs on the target alone)."""
 
     def prepare(self, context: MethodContext) -> None:
@@ -111,6 +117,9 @@ class PromptMethod(Method):
         """
         return None
 
-    def extra_loss(self, batch: dict[str, Tensor], logits: Tensor) -> dict[str, Tensor]:
-        """Named loss terms added to the cross-entropy (commitment, KD, ...)."""
+    def extra_loss(
+        self, batch: dict[str, Tensor], logits: Tensor, backbone: AdapterBase | None = None
+    ) -> dict[str, Tensor]:
+        """Named loss terms added to the cross-entropy (commitment, KD, ...); `backbone` is the run's
+        (frozen) backbone, for a term that runs it again (PANDA's live teacher)."""
         return {}

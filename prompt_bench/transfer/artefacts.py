@@ -2,7 +2,8 @@
 first (`prompt_bench.artefacts.ArtefactStore`):
 
 - source_prompt: plain prompt tuning on the pair's source task (`pairs.source_config`);
-- teacher_logits: PANDA's PoT teacher's (N, C) logits on the target training split;
+- teacher_logits: PANDA's PoT teacher's (N, C) logits on the target training split, beside the
+  teacher's prompt and head (`teacher_directory`, for PANDA's live teacher);
 - the target's own prompt (plain prompt tuning on the target), which adaptive KD compares with
   the source prompt (`pair_transferability`).
 
@@ -110,6 +111,12 @@ def teacher_logits_file(cfg: DictConfig, train_run: TrainRun | None = None) -> P
 
     spec = {"teacher_run_key": run_key(resolved_config(teacher_config(cfg, Path(".")))), "split": "train"}
     return get_or_make(cfg, "teacher_logits", spec, train_teacher, train_run) / TEACHER_LOGITS_FILE
+
+
+def teacher_directory(cfg: DictConfig, train_run: TrainRun | None = None) -> Path:
+    """The PoT teacher's artefact directory (the teacher_logits artefact): its prompt.safetensors,
+    head.safetensors (a trained head) and record.json, for a teacher run live beside the student."""
+    return teacher_logits_file(cfg, train_run).parent
 
 
 def pair_transferability(

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
+from functools import partial
 
 import torch
 from hydra.utils import instantiate
@@ -32,6 +33,7 @@ from torch.nn import functional as F
 from prompt_bench.backbones import BackboneAdapter
 from prompt_bench.data import make_split
 from prompt_bench.data.datamodule import PadCollator
+from prompt_bench.data.inputs import encode_examples, pair_inputs
 from prompt_bench.heads import Head
 from prompt_bench.methods.base import MethodContext
 from prompt_bench.methods.prompt_tuning import PromptTuning
@@ -61,15 +63,24 @@ def input_batches(
     cfg: DictConfig, adapter: BackboneAdapter, max_inputs: int, build_head: HeadBuilder, batch_size: int = 32
 ) -> list[dict]:
     """The first max_inputs training inputs of cfg's dataset, encoded as its runs encode them
-    (with a mask token when cfg's head reads one), in padded batches of batch_size."""
+    (with a mask token when cfg's head reads one, as text pairs by dataset.pair_encoding), in padded
+    batches of batch_size."""
     dataset = cfg.dataset
     split = make_split(instantiate(dataset.task), dataset.k_shot, dataset.split_seed, dataset.get("max_test_examples"))
     head = build_head(cfg.head, adapter, split.label_names, PromptTuning(), "prompt_tuning")
-    token_ids = adapter.encode_texts(
-        split.train.texts[:max_inputs], dataset.max_length, add_mask=head.needs_mask_token(adapter)
+    add_mask = head.needs_mask_token(adapter)
+    pairs = pair_inputs(
+        adapter,
+        dataset.get("pair_encoding", "pair"),
+        dataset.max_length,
+        add_mask,
+        split.train,
+        dataset.get("template"),
     )
-    items = [(ids, 0) for ids in token_ids]
-    collate = PadCollator(adapter.tokenizer.pad_token_id)
+    encode = partial(adapter.encode_texts, max_length=dataset.max_length, add_mask=add_mask)
+    first_inputs = split.train.subset(range(min(max_inputs, len(split.train))))
+    items = [(ids, 0) for ids in encode_examples(first_inputs, encode, pairs)]
+    collate = PadCollator(adapter.tokenizer.pad_token_id, type_sep_id=pairs.type_sep_id if pairs else None)
     return [collate(items[start : start + batch_size]) for start in range(0, len(items), batch_size)]
 
 
@@ -130,6 +141,7 @@ def stimulation(adapter: BackboneAdapter, method: PromptTuning, batches: Iterabl
                 batch["attention_mask"],
                 prompt=method.prompt(batch),
                 layer_prefixes=method.layer_prefixes(batch),
+                token_type_ids=batch.get("token_type_ids"),
             )
     return torch.cat([torch.cat(layer).mean(0) for layer in per_layer])
 

@@ -85,7 +85,11 @@ def _examples_from_frames(frames, text_columns, label_column, label_names, optio
     texts = {where: _texts_from(frame, text_columns, where, text_option, template) for where, frame in frames.items()}
     raw_labels = {where: _raw_labels(frame, label_column, where, label_option) for where, frame in frames.items()}
     label_names, labels = _encode_labels(raw_labels, label_names, f"label column '{label_column}'")
-    return {where: Examples(texts[where], labels[where]) for where in frames}, label_names
+    examples = {
+        where: Examples(texts[where], labels[where], _fields_from(frame, text_columns))
+        for where, frame in frames.items()
+    }
+    return examples, label_names
 
 
 def _task_from_files(
@@ -169,6 +173,14 @@ def _texts_from(
     if template is not None:
         return format_rows(template, text_columns, list(zip(*cells_by_column)))
     return [" ".join(cell for cell in row_cells if cell) for row_cells in zip(*cells_by_column)]
+
+
+def _fields_from(frame: pd.DataFrame, text_columns: list[str]) -> tuple[tuple[str, ...], ...] | None:
+    """Each row's stripped cells of `text_columns` ("" where empty), or None for a single column."""
+    if len(text_columns) < 2:
+        return None
+    cells_by_column = [frame[column].map(_cell_text).tolist() for column in text_columns]
+    return tuple(zip(*cells_by_column))
 
 
 def _cell_text(value) -> str:

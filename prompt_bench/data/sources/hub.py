@@ -6,7 +6,14 @@ from pathlib import Path
 
 import pandas as pd
 
-from prompt_bench.data.sources.files import _as_list, _encode_labels, _raw_labels, _require_columns, _texts_from
+from prompt_bench.data.sources.files import (
+    _as_list,
+    _encode_labels,
+    _fields_from,
+    _raw_labels,
+    _require_columns,
+    _texts_from,
+)
 from prompt_bench.data.splits import TEST_SUBSAMPLE_SEED, stratified_subsample
 from prompt_bench.data.tasks import Examples, Task
 from prompt_bench.errors import DataError, HubUnavailableError
@@ -53,10 +60,14 @@ def hf_dataset(
             )
     label_names = _hub_label_names(dataset_dict[train_split].features.get(label_field), label_names, where)
     label_names, labels = _encode_labels(raw_labels, label_names, f"label field '{label_field}'")
-    train = Examples(
-        _texts_from(frames[train_split], text_columns, where, "text_fields", template), labels[train_split]
+    train, test = (
+        Examples(
+            _texts_from(frames[split], text_columns, where, "text_fields", template),
+            labels[split],
+            _fields_from(frames[split], text_columns),
+        )
+        for split in (train_split, test_split)
     )
-    test = Examples(_texts_from(frames[test_split], text_columns, where, "text_fields", template), labels[test_split])
     test = stratified_subsample(test, max_test_examples, TEST_SUBSAMPLE_SEED, f"split '{test_split}' of '{where}'")
     source_name = Path(path).name if Path(path).exists() else path.replace("/", "_")
     task_name = source_name if name is None else f"{source_name}_{name}"

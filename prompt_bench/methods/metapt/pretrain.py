@@ -52,6 +52,7 @@ from prompt_bench.artefacts import ArtefactStore
 from prompt_bench.backbones import BackboneAdapter
 from prompt_bench.data import TWEET_DOMAINS, Task
 from prompt_bench.errors import ConfigError
+from prompt_bench.heads import auto_head_name
 from prompt_bench.methods.base import MethodContext
 from prompt_bench.methods.metapt.clustering import ClusteringConfig, cluster_corpus
 from prompt_bench.methods.metapt.fit import EpisodeStream, MetaFit, fit_meta
@@ -254,7 +255,9 @@ def init_spec(cfg: DictConfig, config: PretrainConfig, head_name: str) -> dict[s
 def meta_init_file(cfg: DictConfig, adapter: BackboneAdapter, method: nn.Module, build_head: HeadBuilder) -> Path:
     """The init prompt.safetensors for this run's settings, made first if no run has made it yet."""
     config = pretrain_config(cfg)
-    head_name = cfg.head.name if cfg.head.name != "auto" else (method.required_head or adapter.default_head)
+    head_name = cfg.head.name
+    if head_name == "auto":
+        head_name = auto_head_name(method.required_head, method.preferred_head, adapter.family, adapter.default_head)
     spec = init_spec(cfg, config, head_name)
     store = ArtefactStore(Path(cfg.paths.cache_dir) / "artefacts")
 

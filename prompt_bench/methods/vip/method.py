@@ -141,7 +141,7 @@ class VIP(PromptTuning):
             self._epoch.add(quantized, soft_prompt)
         return soft_prompt + quantized.straight_through
 
-    def extra_loss(self, batch: dict[str, Tensor], logits: Tensor) -> dict[str, Tensor]:
+    def extra_loss(self, batch: dict[str, Tensor], logits: Tensor, backbone=None) -> dict[str, Tensor]:
         """{"commitment": β · mean((sg(q) − P^c)²)} of the last `prompt` call (this batch's)."""
         return {"commitment": self._last_commitment}
 
