@@ -93,9 +93,14 @@ def method_rank(method: str) -> tuple[int, str]:
 
 
 def row_labels(summary: pd.DataFrame, settings: list[str]) -> pd.Series:
-    """method + its settings; split further by transfer pair, then backbone, where a cell would hold two configs."""
+    """method + its settings (those it has); split further by transfer pair, then backbone, where a cell
+    would hold two configs."""
     labels = pd.Series(
-        [f"{row['method']}{setting_label(row, settings)}" for _, row in summary.iterrows()], index=summary.index
+        [
+            f"{row['method']}{setting_label(row, [name for name in settings if pd.notna(row[name])])}"
+            for _, row in summary.iterrows()
+        ],
+        index=summary.index,
     )
     for extra in ("transfer", "backbone"):
         clash = pd.DataFrame({"row": labels, "dataset": summary["dataset"], "scale": summary["scale"]}).duplicated(
