@@ -176,7 +176,8 @@ PROC_STATUS = Path("/proc/self/status")
 def reset_run_peak_rss() -> bool:
     """Start this run's peak-memory window: on Linux, writing 5 to /proc/self/clear_refs resets the
     process's resident high-water mark (VmHWM). In a local sweep many runs share one process, whose
-    ru_maxrss (peak_rss_mb) only grows; the window gives each run its own peak. False where unsupported."""
+    peak would otherwise only grow from run to run; the window gives each run its own. False where
+    unsupported (the record then says peak_rss_scope: process)."""
     try:
         CLEAR_REFS.write_text("5")
     except OSError:

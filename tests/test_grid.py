@@ -232,7 +232,7 @@ def test_the_whole_grid_runs_on_tiny_models_and_makes_the_paper_table(tmp_path, 
     records = [json.loads(path.read_text()) for path in sweep.glob("*/record.json")]
     runs = {(r["config"]["method"]["name"], r["config"]["backbone"]["name"]) for r in records}
     assert ("coop+dept", "tiny_bert_dual") in runs and ("p_tuning_v2", "tiny_gpt2") in runs
-    assert all(r["efficiency"]["peak_rss_run_mb"] > 0 for r in records)
+    assert all(r["efficiency"]["peak_rss_scope"] == "run" and r["efficiency"]["peak_rss_mb"] > 0 for r in records)
     spot = next(r for r in records if r["config"]["method"]["name"] == "spot")
     assert spot["config"]["transfer"]["name"] == "tweets_airline_to_cars"
     assert len(json.loads((sweep / "grid.json").read_text())["skipped"]) == 4

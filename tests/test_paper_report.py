@@ -33,7 +33,7 @@ def write_sweep(root, sweep="headline", seeds=SEEDS, scores=SCORES):
             for scale, score in zip(("minilm", "mpnet"), by_scale):
                 for seed, offset in seeds.items():
                     dual = method == "coop"
-                    memory = {"peak_rss_mb": 5000.0, "peak_rss_run_mb": 900.0 if scale == "minilm" else 1800.0}
+                    memory = {"peak_rss_mb": 900.0 if scale == "minilm" else 1800.0, "peak_rss_scope": "run"}
                     if method == "prompt_tuning":
                         memory["peak_gpu_mb"] = 300.0
                     write_record(

@@ -1,5 +1,5 @@
-"""A run's own peak resident memory (efficiency.peak_rss_run_mb): the process's high-water mark is reset at the
-run's start, so a later run of a local sweep does not inherit an earlier run's peak as peak_rss_mb does."""
+"""A run's own peak resident memory (efficiency.peak_rss_mb, peak_rss_scope: run): the process's high-water mark
+is reset at the run's start, so a later run of a local sweep does not inherit an earlier run's peak."""
 
 from __future__ import annotations
 
@@ -18,5 +18,5 @@ def test_the_run_window_forgets_an_earlier_peak_that_the_process_peak_keeps():
     del ballast
     assert reset_run_peak_rss()
     after = run_peak_rss_mb()
-    assert high - after > 250  # the window restarted below the earlier peak
-    assert peak_rss_mb() >= high  # the process peak keeps it
+    assert high > 300 and high - after > 250  # the window restarted below the earlier peak
+    assert peak_rss_mb() < high  # and so did ru_maxrss: the record's process-wide fallback

@@ -50,7 +50,7 @@ METHOD_ORDER = (
 )
 PARAMS_COLUMN = "config.backbone.params_m"
 FAMILY_COLUMN = "config.backbone.family"
-MEMORY_COLUMN = "efficiency.peak_memory_mb"  # derived per run: GPU peak, else this run's peak RSS, else the process's
+MEMORY_COLUMN = "efficiency.peak_memory_mb"  # derived per run: the GPU peak where measured, else the peak RSS
 COSTS = {  # cost name -> record column (mean over a row's ok runs at one scale)
     "trainable_params": "efficiency.trainable_params",
     "train_seconds": "efficiency.train_seconds",
@@ -79,9 +79,10 @@ def scale_of(backbone: str) -> str:
 
 
 def peak_memory(frame: pd.DataFrame) -> pd.Series:
-    """Per run: peak GPU memory (MiB) where measured, else the run's own peak RSS, else the process's peak RSS."""
+    """Per run: peak GPU memory (MiB) where measured, else the peak RSS (the run's own where the record's
+    efficiency.peak_rss_scope is `run`; older records and other systems: the process's so far)."""
     memory = pd.Series(math.nan, index=frame.index, dtype=float)
-    for column in ("efficiency.peak_rss_mb", "efficiency.peak_rss_run_mb", "efficiency.peak_gpu_mb"):
+    for column in ("efficiency.peak_rss_mb", "efficiency.peak_gpu_mb"):
         if column in frame:
             values = pd.to_numeric(frame[column], errors="coerce")
             memory = values.where(values.notna(), memory)
