@@ -4,9 +4,11 @@ and the efficiency numbers of the record: parameters, prompt bytes, time, throug
 from __future__ import annotations
 
 import logging
+import re
 import resource
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
 import pytorch_lightning as pl
@@ -165,6 +167,31 @@ def peak_rss_mb() -> float:
     """Peak resident memory of this process (ru_maxrss is KiB on Linux, bytes on macOS)."""
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return peak / (1024 * 1024) if sys.platform == "darwin" else peak / 1024
+
+
+CLEAR_REFS = Path("/proc/self/clear_refs")
+PROC_STATUS = Path("/proc/self/status")
+
+
+def reset_run_peak_rss() -> bool:
+    """Start this run's peak-memory window: on Linux, writing 5 to /proc/self/clear_refs resets the
+    process's resident high-water mark (VmHWM). In a local sweep many runs share one process, whose
+    peak would otherwise only grow from run to run; the window gives each run its own. False where
+    unsupported (the record then says peak_rss_scope: process)."""
+    try:
+        CLEAR_REFS.write_text("5")
+    except OSError:
+        return False
+    return run_peak_rss_mb() is not None
+
+
+def run_peak_rss_mb() -> float | None:
+    """VmHWM of /proc/self/status in MiB: the peak resident memory since reset_run_peak_rss (None off Linux)."""
+    try:
+        match = re.search(r"^VmHWM:\s+(\d+)\s+kB", PROC_STATUS.read_text(), re.MULTILINE)
+    except OSError:
+        return None
+    return int(match.group(1)) / 1024 if match else None
 
 
 def parameter_counts(module: pl.LightningModule) -> dict[str, float]:

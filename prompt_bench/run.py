@@ -28,7 +28,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 
 from prompt_bench import wandb_run
 from prompt_bench.build import build_experiment
-from prompt_bench.callbacks import parameter_counts, peak_rss_mb
+from prompt_bench.callbacks import parameter_counts, peak_rss_mb, reset_run_peak_rss, run_peak_rss_mb
 from prompt_bench.console import print_summary, run_line
 from prompt_bench.errors import ConfigError, PromptBenchError
 from prompt_bench.quiet import console_filter, quiet_known_noise, quiet_launcher, sweep_console
@@ -157,6 +157,7 @@ def run_owned(
     }
     record["attempts"] = [*earlier_attempts(run_dir, key), attempt]
     write_json_atomic(run_dir / RECORD_NAME, record)  # marks the dir as this run's while it trains
+    run_window = reset_run_peak_rss()  # peak_rss_mb: this run's own peak, build included
     try:
         check_config(cfg)
         experiment = build_experiment(cfg)
@@ -173,7 +174,9 @@ def run_owned(
             "train_seconds": outcome.train_seconds,  # all attempts (each up to its last checkpoint)
             "train_seconds_before_resume": outcome.train_seconds_before_resume,
             "train_samples_per_s": outcome.train_samples_per_s,
-            "peak_rss_mb": peak_rss_mb(),
+            # this run's peak where its window could be opened (Linux), else the process's (earlier runs too)
+            "peak_rss_mb": run_peak_rss_mb() if run_window else peak_rss_mb(),
+            "peak_rss_scope": "run" if run_window else "process",
             **outcome.device_memory,
         }
         record["best_checkpoint"] = outcome.best_checkpoint

@@ -56,6 +56,15 @@ def pairs() -> list[dict[str, str]]:
                 "so the prompt transfers and the head does not.",
             }
         )
+    listed.append(
+        {
+            "name": "tweets_all_to_bbc_news",
+            "source": "tweets_all",
+            "target": "bbc_news",
+            "summary": "Tweets (all domains) -> BBC News topics: the headline sweep's default source for BBC News "
+            "(prompt transfers, head does not).",
+        }
+    )
     for source in HUB_SOURCES:
         for target in HUB_TARGETS:
             listed.append(

@@ -204,7 +204,11 @@ def test_backbone_conf_is_complete(conf_path):
 
 
 def test_every_tiny_preset_has_a_conf():
-    assert {path.stem for path in BACKBONE_CONF_DIR.glob("tiny_*.yaml")} == {*TINY_PRESETS, "tiny_clip"}
+    assert {path.stem for path in BACKBONE_CONF_DIR.glob("tiny_*.yaml")} == {
+        *TINY_PRESETS,
+        "tiny_clip",
+        "tiny_bert_dual",
+    }
 
 
 @pytest.mark.slow

@@ -6,8 +6,10 @@ from __future__ import annotations
 import importlib.util
 
 import pytest
+from hydra.utils import get_class
 from omegaconf import OmegaConf
 
+from prompt_bench.grid import GridRules, cached_describer, plan_cell
 from prompt_bench.run import run_experiment
 from tests.conftest import CONF_DIR
 
@@ -30,6 +32,27 @@ FEW_SHOT_KEYS = {
 NOT_RUNNABLE_OFFLINE = {"transfer_matrix_hub": "its pairs load GLUE/SuperGLUE from the Hugging Face hub"}
 
 
+GRID_SWEEPER = OmegaConf.to_container(OmegaConf.load(CONF_DIR / "hydra" / "sweeper" / "grid.yaml"))
+GRID_RULES = GridRules.from_config(
+    **{
+        key: GRID_SWEEPER[key]
+        for key in ("variants", "dual_backbones", "image_backbones", "transfer_sources", "method_overrides")
+    }
+)
+
+
+def uses_grid(experiment: str) -> bool:
+    """The preset sweeps with the grid sweeper (prompt_bench/grid.py plans its cells)."""
+    return "override /hydra/sweeper: grid" in (CONF_DIR / "experiment" / f"{experiment}.yaml").read_text()
+
+
+def value_overrides(key: str, value: str) -> list[str]:
+    """key=value as the sweep gives it; a grid variant name (method=p_tuning_v2) as the overrides it stands for."""
+    if key == "method" and value in GRID_RULES.variants:
+        return GRID_RULES.variants[value]
+    return [f"{key}={value}"]
+
+
 def swept_values(experiment: str) -> dict[str, list[str]]:
     """conf/experiment/<experiment>.yaml's hydra.sweeper.params, each value list split on commas."""
     preset = OmegaConf.load(CONF_DIR / "experiment" / f"{experiment}.yaml")
@@ -41,6 +64,15 @@ def tiny_cell(experiment: str, make_config) -> dict[str, str]:
     """The preset's last sweep cell, shrunk: tiny backbone of the same family, synthetic data unless the cell
     is a transfer pair (then 64 test examples on each side), one short epoch, no logger."""
     cell = {key: values[-1] for key, values in swept_values(experiment).items()}
+    if uses_grid(experiment):  # the last cell the grid sweeper launches (a class-site method on its dual twin, ...)
+        describe = cached_describer(lambda job: make_config(f"experiment={experiment}", *job), get_class)
+        for method in reversed(swept_values(experiment)["method"]):
+            planned, reason = plan_cell(
+                [f"{k}={v}" for k, v in (cell | {"method": method}).items()], GRID_RULES, describe
+            )
+            if reason is None:
+                break
+        cell = dict(override.split("=", 1) for override in planned)
     cfg = make_config(f"experiment={experiment}", *(f"{key}={value}" for key, value in cell.items()))
     shrink = {"trainer": "debug", "trainer.max_epochs": "1", "logger": "none", "sweep_name": experiment}
     if cfg.backbone.family == "dual_encoder":
@@ -65,7 +97,7 @@ def test_every_experiment_composes_with_every_swept_value(experiment, make_confi
     assert cfg.sweep_name == experiment == preset.sweep_name  # a fixed name, so a relaunch resumes
     for key, values in swept_values(experiment).items():
         for value in values:
-            cfg = make_config(f"experiment={experiment}", f"{key}={value}")
+            cfg = make_config(f"experiment={experiment}", *value_overrides(key, value))
             if key in ("dataset", "backbone", "transfer"):
                 assert cfg[key].name == value
             elif key != "method":  # method names may differ from their file (dept_coop runs as coop+dept)

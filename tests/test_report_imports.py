@@ -1,4 +1,4 @@
-"""The report is a pure view over records: importing it, or running `python -m prompt_bench.report`
+"""The report is a pure view over records: importing it, or running `python -m prompt_bench.report --paper`
 over a sweep (plain, transfer and base-to-new records), never imports torch."""
 
 from __future__ import annotations
@@ -82,7 +82,10 @@ def test_report_cli_runs_over_records_without_torch(tmp_path: Path):
             "zero_shot/new_acc": 0.7,
         },
     )
-    result = python("-m", "prompt_bench.report", str(sweep), blocked_torch=torch_blocker(tmp_path / "blocked"))
+    result = python(
+        "-m", "prompt_bench.report", str(sweep), "--paper", blocked_torch=torch_blocker(tmp_path / "blocked")
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     assert "torch was imported" not in result.stderr
     assert (sweep / "report.md").exists() and (sweep / "transfer_gains.csv").exists()
+    assert (sweep / "paper.md").exists() and (sweep / "paper.tex").exists()

@@ -3,6 +3,7 @@
     prompt-bench-report outputs/sweeps/2025-01-01_12-00-00 --metric primary \
         --columns efficiency.train_seconds,efficiency.trainable_params --out reports/
     prompt-bench-report outputs/sweeps --status
+    prompt-bench-report outputs/sweeps/all_methods_x_scales --paper      # + the paper table and scaling plot
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from rich.table import Table
 
 from prompt_bench.report.load import iter_records, load_records
 from prompt_bench.report.output import print_table, write_report
+from prompt_bench.report.paper_output import rich_paper, write_paper
 from prompt_bench.report.tables import DEFAULT_GROUP_BY
 from prompt_bench.report.transfer import has_transfer_runs
 from prompt_bench.report.versions import version_mixes
@@ -54,6 +56,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--out", type=Path, default=None, help="where to write report.* and *.png (default: DIR)")
     parser.add_argument("--status", action="store_true", help="only count ok/failed/running records per sweep dir")
+    parser.add_argument(
+        "--paper",
+        action="store_true",
+        help="also the paper table: methods x (dataset x scale), mean ± std over seeds, best per column in bold, "
+        "a zero-shot row and a cost column per method (paper.{md,csv,tex,html}, paper_scaling.png)",
+    )
     return parser.parse_args(argv)
 
 
@@ -126,4 +134,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         console.print(f"[red]error:[/red] {error}", markup=True)
         return 2
     print_table(report, console)
+    if args.paper:
+        table, files = write_paper(frame, args.out or args.dir, args.metric)
+        console.print(rich_paper(table))
+        for name, path in files.items():
+            console.print(f"{name}: {path}", soft_wrap=True)
     return 0

@@ -101,7 +101,9 @@ def varying_keys(frame: pd.DataFrame, group_by: Sequence[str]) -> list[str]:
     chosen = [column_path(name) for name in group_by if column_path(name) in frame]
     candidates = [key for key in config_keys(frame) if key not in chosen]
     table = pd.DataFrame({column: comparable(frame[column]) for column in [*chosen, *candidates]})
-    table = table.astype(str)  # None and NaN compare equal as text, so missing keys group together
+    # Missing as the text "-", so missing keys group together and count as a value: pandas 3's str dtype
+    # keeps NaN as missing, which groupby would drop (a transfer column is missing for target-only runs).
+    table = table.astype(object).fillna("-").astype(str)
     added: list[str] = []
     for key in candidates:
         groups = table.groupby(chosen, sort=False)[key] if chosen else [(None, table[key])]

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-BACKBONE_SIZES = {"minilm": 22.7, "mpnet": 109.5, "t5_small": 60.5}
+BACKBONE_SIZES = {"minilm": 22.7, "mpnet": 109.5, "t5_small": 60.5, "minilm_dual": 22.7, "mpnet_dual": 109.5}
 
 
 def write_record(
@@ -27,11 +27,13 @@ def write_record(
     config: dict | None = None,
     dev: float | None = None,
     family: str = "encoder",
+    efficiency: dict | None = None,
 ) -> Path:
     """A record.json shaped like prompt_bench.run writes it, in <root>/<sweep>/<run>/.
 
     config: extra entries merged into the record's config ({"method": {"optimizer": {"lr": 3.0}}});
-    the run dir's name then carries them. dev: the run's best dev score (val/primary_best).
+    the run dir's name then carries them. dev: the run's best dev score (val/primary_best). efficiency:
+    entries added to the record's efficiency block.
     """
     config_hash = hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()[:8] if config else ""
     run_dir = root / sweep / "_".join(filter(None, (f"{method}_{backbone}_{dataset}_s{seed}_{status}", config_hash)))
@@ -62,7 +64,7 @@ def write_record(
         }
         if dev is not None:
             record["metrics"].update({"val/primary_best": dev, f"val/{primary}_best": dev})
-        record["efficiency"] = {"trainable_params": 7680, "train_seconds": train_seconds}
+        record["efficiency"] = {"trainable_params": 7680, "train_seconds": train_seconds, **(efficiency or {})}
     if status == "failed":
         record["error"] = "RuntimeError: CUDA out of memory\nTraceback line two"
     run_dir.mkdir(parents=True)
