@@ -41,7 +41,7 @@ def test_student_starts_fresh_and_teacher_never_changes(make_config, cache_dir):
     teacher_logits = method.teacher_logits.clone()
     assert teacher_logits.shape == (len(experiment.split.train), 3)
 
-    # the student's prefix table is a fresh N(0, 1) draw, not the teacher's or the source's prompt
+    # the student's prefix table is a fresh N(0, 0.02²) draw, not the teacher's or the source's prompt
     from safetensors.torch import load_file
 
     student_start = method.prompt_tensors()["prefix_embeddings"].clone()
