@@ -83,6 +83,7 @@ def build_experiment(cfg: DictConfig) -> Experiment:
         scheduler=instantiate(cfg.method.scheduler) if cfg.method.get("scheduler") else None,
         scheduler_interval=cfg.method.get("scheduler_interval"),
         primary_metric=split.metric,
+        backbone_dropout=bool(cfg.method.get("backbone_dropout", False)),
     )
     datamodule = site.datamodule(cfg, adapter, head, split)
     return Experiment(

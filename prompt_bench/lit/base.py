@@ -56,6 +56,8 @@ class PromptLightningModule(pl.LightningModule):
     primary_metric ("acc", "f1", or a relation task's "micro_f1") is what best-on-dev selection monitors;
     no_relation: a relation task's no-relation class id (adds micro_f1 to every split's metrics). The scheduler steps every
     `scheduler_interval` ("step" or "epoch"; None = the site's `default_scheduler_interval`).
+    backbone_dropout (method.backbone_dropout): whether the backbone's own dropout is on in training
+    steps; the adapter's `train()` applies it (AdapterBase), so every mode switch agrees with it.
     """
 
     default_scheduler_interval: str = "step"
@@ -73,6 +75,7 @@ class PromptLightningModule(pl.LightningModule):
         head_lr: float | None = None,
         primary_metric: str = "acc",
         no_relation: int | None = None,
+        backbone_dropout: bool = False,
     ) -> None:
         super().__init__()
         interval = scheduler_interval or self.default_scheduler_interval
@@ -93,6 +96,7 @@ class PromptLightningModule(pl.LightningModule):
         self.test_sets = tuple(test_sets)
         self.test_set_sizes = dict(test_sets)
         self.backbone.set_trainable(method.trains_backbone)
+        self.backbone.set_dropout(backbone_dropout)
         self.no_relation = no_relation
         self.train_metrics = split_metrics(num_classes, no_relation).clone(prefix="train/")
         self.val_metrics = split_metrics(num_classes, no_relation).clone(prefix="val/")
@@ -112,6 +116,12 @@ class PromptLightningModule(pl.LightningModule):
         raise NotImplementedError
 
     # ---- steps ----------------------------------------------------------------------------
+    def on_train_start(self) -> None:
+        """Train mode for the whole module: Lightning never calls train() itself, and code run before
+        fit (a transferability probe, a zero-shot score) may have left parts in eval mode. The
+        backbone's dropout then follows backbone_dropout (AdapterBase.train)."""
+        self.train()
+
     def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
         logits, loss, terms = self.training_loss(batch)
         batch_size = batch["labels"].shape[0]

@@ -44,6 +44,7 @@ class ClassSiteModule(PromptLightningModule):
         scheduler: Callable[..., Any] | None = None,
         primary_metric: str = "acc",
         scheduler_interval: str | None = None,
+        backbone_dropout: bool = False,
     ) -> None:
         super().__init__(
             backbone=backbone,
@@ -55,6 +56,7 @@ class ClassSiteModule(PromptLightningModule):
             scheduler=scheduler,
             scheduler_interval=scheduler_interval,
             primary_metric=primary_metric,
+            backbone_dropout=backbone_dropout,
         )
         self.class_names = class_names
         for set_name, names in class_names.items():

@@ -43,6 +43,7 @@ class InputSiteModule(PromptLightningModule):
         primary_metric: str = "acc",
         scheduler_interval: str | None = None,
         no_relation: int | None = None,
+        backbone_dropout: bool = False,
     ) -> None:
         super().__init__(
             backbone=backbone,
@@ -56,6 +57,7 @@ class InputSiteModule(PromptLightningModule):
             head_lr=head_lr,
             primary_metric=primary_metric,
             no_relation=no_relation,
+            backbone_dropout=backbone_dropout,
         )
 
     def forward(self, batch: dict[str, Tensor], use_prompt: bool = True) -> Tensor:

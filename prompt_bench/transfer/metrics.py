@@ -120,6 +120,7 @@ def stimulation(adapter: BackboneAdapter, method: PromptTuning, batches: Iterabl
     With an input prompt the first input token sits after the n prompt positions; deep prompts
     add no positions, so it is position 0 (the [CLS] of BERT-style encoders).
     """
+    modes = adapter.training, method.training  # given back after, so a run trained next keeps its modes
     adapter.eval()
     method.eval()
     position = 0 if method.depth == "deep" else method.n_tokens
@@ -131,6 +132,8 @@ def stimulation(adapter: BackboneAdapter, method: PromptTuning, batches: Iterabl
                 prompt=method.prompt(batch),
                 layer_prefixes=method.layer_prefixes(batch),
             )
+    adapter.train(modes[0])
+    method.train(modes[1])
     return torch.cat([torch.cat(layer).mean(0) for layer in per_layer])
 
 
