@@ -34,6 +34,9 @@ class PromptTuning(PromptMethod):
     dropout on the prefixes during training. Those four are ignored for depth=input.
     """
 
+    inits: tuple[str, ...] = INITS
+    """The `init` values this class takes (a subclass may add its own)."""
+
     def __init__(
         self,
         n_tokens: int = 20,
@@ -50,8 +53,8 @@ class PromptTuning(PromptMethod):
         prefix_init_std: float | None = 0.02,
     ) -> None:
         super().__init__()
-        if init not in INITS:
-            raise ConfigError(f"method.module.init '{init}' is not one of {', '.join(INITS)}.")
+        if init not in self.inits:
+            raise ConfigError(f"method.module.init '{init}' is not one of {', '.join(self.inits)}.")
         if depth not in DEPTHS:
             raise ConfigError(f"method.module.depth '{depth}' is not one of {', '.join(DEPTHS)}.")
         if depth == "deep" and init not in DEEP_INITS:
