@@ -90,6 +90,7 @@ def build_experiment(cfg: DictConfig) -> Experiment:
         scheduler_interval=cfg.method.get("scheduler_interval"),
         gradient_clip_norm=cfg.method.get("gradient_clip_norm"),
         primary_metric=split.metric,
+        backbone_dropout=bool(cfg.method.get("backbone_dropout", False)),
     )
     datamodule = site.datamodule(cfg, adapter, head, split)
     return Experiment(

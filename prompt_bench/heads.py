@@ -114,7 +114,7 @@ class LabelSimilarityHead(Head):
         adapter.eval()  # the cached vectors must not carry one step's dropout noise
         with torch.no_grad():
             features = F.normalize(adapter.pool(adapter(self.label_input_ids, self.label_mask)).float(), dim=-1)
-        adapter.train(was_training)
+        adapter.train(was_training)  # back through AdapterBase.train: dropout on only if backbone_dropout says so
         self._cached_label_features = features
         return features
 

@@ -43,7 +43,7 @@ def test_student_starts_fresh_and_teacher_never_changes(make_config, cache_dir):
     teacher_logits = method.teacher_logits.clone()
     assert teacher_logits.shape == (len(experiment.split.train), 3)
 
-    # the student's prefix table is a fresh N(0, 1) draw, not the teacher's or the source's prompt
+    # the student's prefix table is a fresh N(0, 0.02²) draw, not the teacher's or the source's prompt
     student_start = method.prompt_tensors()["prefix_embeddings"].clone()
     assert not torch.equal(student_start, load_file(str(teacher_prompt))["prefix_embeddings"])
     fresh = build_experiment(

@@ -1,5 +1,6 @@
 """VIP: shapes on every family, the straight-through path, the moving-average codebook by hand,
-deterministic and sampled eval, learning `synthetic`, and exact save/load of all its state."""
+sampled (official, default) and deterministic eval, P from rows 0..n-1, the frozen PLM in eval mode,
+learning `synthetic`, and exact save/load of all its state."""
 
 from __future__ import annotations
 
@@ -48,6 +49,30 @@ def test_official_codebook_rows_and_norm(make_config):
     codebook = experiment.method.quantizer.codebook
     assert torch.allclose(codebook.norm(dim=-1), torch.full((40,), 100.0))
     assert torch.allclose(codebook, 100 * F.normalize(table[4:44], dim=-1))  # rows n .. n+K-1
+
+
+def test_prompt_takes_rows_0_to_n_minus_1_and_the_codebook_the_rows_after(make_config):
+    """Official: OpenPrompt's SoftTemplate copies rows [:n] (init_from_vocab), the codebook rows [n:n+K]."""
+    experiment = build(make_config, "method.module.code_norm=100")
+    table = experiment.adapter.input_embeddings.weight.detach()
+    assert torch.equal(experiment.method.prompt_embeddings.detach(), table[:4])
+    assert torch.allclose(experiment.method.quantizer.codebook, 100 * F.normalize(table[4:44], dim=-1))
+    vocab = build(make_config, "method.module.init=vocab").method  # the former default stays an option
+    assert not torch.equal(vocab.prompt_embeddings.detach(), table[:4])
+
+
+def test_the_frozen_plm_stays_in_eval_mode_while_vip_trains(make_config):
+    """Official plm_eval_mode: True: the backbone's dropout is off in training; the CQ module trains."""
+    experiment = build(make_config)
+    modes = []
+
+    class Modes(pl.Callback):
+        def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx) -> None:
+            backbone = {m.training for m in experiment.adapter.model.modules()}
+            modes.append((backbone, experiment.method.contextualizer.training))
+
+    fit(experiment, steps=3, callbacks=[Modes()])
+    assert modes == [({False}, True)] * 3
 
 
 def test_straight_through_gradient_reaches_prompt_and_contextualizer(make_config):
@@ -135,15 +160,16 @@ def test_codebook_moves_only_by_the_ema_rule_while_training(make_config, monkeyp
 
 @pytest.mark.parametrize("eval_code", ["expected", "nearest"])
 def test_deterministic_eval_gives_identical_logits(make_config, eval_code):
-    experiment = build(make_config, f"method.module.eval_code={eval_code}")
+    experiment = build(make_config, "method.sample_at_eval=false", f"method.module.eval_code={eval_code}")
     module, batch = experiment.module, first_batch(experiment, "test")
     module.eval()
     with torch.no_grad():
         assert torch.equal(module(batch), module(batch))
 
 
-def test_sample_at_eval_is_stochastic_but_repeats_with_a_seed(make_config):
-    experiment = build(make_config, "method.sample_at_eval=true")
+def test_eval_samples_by_default_stochastic_but_repeats_with_a_seed(make_config):
+    """Official: the quantiser samples at eval too (prompt_gen_module.py samples unconditionally)."""
+    experiment = build(make_config)
     assert experiment.method.quantizer.sample_at_eval
     module, batch = experiment.module, first_batch(experiment, "test")
     module.eval()
@@ -186,6 +212,12 @@ def test_vip_learns_synthetic(make_config):
     assert experiment.module.evaluate(experiment.datamodule.test_dataloader())["acc"] > 0.4  # chance 0.25
 
 
+def seeded(module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    """The module's logits with the global generator reset, so sampled codes repeat."""
+    torch.manual_seed(0)
+    return module(batch)
+
+
 def test_save_load_round_trips_prompt_module_and_codebook(make_config, tmp_path):
     experiment = build(make_config)
     fit(experiment, steps=4)
@@ -196,25 +228,25 @@ def test_save_load_round_trips_prompt_module_and_codebook(make_config, tmp_path)
     path = tmp_path / "prompt.safetensors"
     save_file({name: tensor.contiguous() for name, tensor in saved.items()}, str(path))
 
-    fresh = build(make_config, "seed=99", run_dir=tmp_path / "fresh")  # another init everywhere
+    fresh = build(make_config, "seed=99", "method.module.init=vocab", run_dir=tmp_path / "fresh")  # another init
     assert not torch.equal(fresh.method.quantizer.codebook, experiment.method.quantizer.codebook)
     fresh.method.load_prompt_tensors(load_file(str(path)))
     batch = first_batch(experiment, "test")
     experiment.module.eval()
     fresh.module.eval()
-    with torch.no_grad():
-        assert torch.equal(experiment.module(batch), fresh.module(batch))
+    with torch.no_grad():  # eval samples codes (official): the same seed, the same draws
+        assert torch.equal(seeded(experiment.module, batch), seeded(fresh.module, batch))
 
     # a Lightning checkpoint keeps the same state (trainable and buffers), never the backbone
     checkpoint = {"state_dict": experiment.module.state_dict()}
     experiment.module.on_save_checkpoint(checkpoint)
     assert "method.quantizer.codebook" in checkpoint["state_dict"]
     assert not any(key.startswith("backbone.") for key in checkpoint["state_dict"])
-    restored = build(make_config, "seed=99", run_dir=tmp_path / "restored")
+    restored = build(make_config, "seed=99", "method.module.init=vocab", run_dir=tmp_path / "restored")
     restored.module.load_state_dict(checkpoint["state_dict"], strict=False)
     restored.module.eval()
     with torch.no_grad():
-        assert torch.equal(experiment.module(batch), restored.module(batch))
+        assert torch.equal(seeded(experiment.module, batch), seeded(restored.module, batch))
 
 
 def test_deep_vip_is_refused():
@@ -226,7 +258,8 @@ def test_record_says_which_eval_rule_was_used(make_config):
     record = run_experiment(make_config(*TINY, "backbone=tiny_bert", "trainer=debug"))
     assert record["status"] == "ok", record.get("error")
     method = record["config"]["method"]
-    assert method["sample_at_eval"] is False and method["module"]["eval_code"] == "expected"
+    assert method["sample_at_eval"] is True and method["module"]["eval_code"] == "expected"
+    assert method["backbone_dropout"] is False  # official plm_eval_mode: True
 
 
 def test_official_defaults_and_sweep_preset_compose(make_config):
@@ -243,8 +276,9 @@ def test_official_defaults_and_sweep_preset_compose(make_config):
         ema_epsilon=0.01,
         textbook_ema=False,
         eval_code="expected",
-        sample_at_eval=False,
+        sample_at_eval=True,
     )
     assert method.code_norm == 100.0 and method.context_options["width"] == 32
+    assert method.init == "first_rows" and cfg.method.backbone_dropout is False
     preset = make_config("experiment=vip_vs_prompt_tuning", "method=vip")
     assert preset.sweep_name == "vip_vs_prompt_tuning"

@@ -19,6 +19,12 @@ class AdapterBase(nn.Module):
 
     hidden_size is d, the width of one word embedding (and so of one prompt vector); params_m the
     backbone size in millions (given by the config, or counted).
+
+    Mode: `train(mode)` is the one place that decides the wrapped model's mode. The model follows
+    `mode` only when `dropout_in_training` (method.backbone_dropout) is on; otherwise it stays in
+    eval mode (dropout off) while everything around it trains, as OpenPrompt's plm_eval_mode does.
+    Every caller that flips the adapter (Lightning's loops, evaluate(), a head caching label
+    vectors) goes through it, so none can switch the backbone's dropout on by accident.
     """
 
     family: str = ""
@@ -37,12 +43,25 @@ class AdapterBase(nn.Module):
         self.tokenizer = tokenizer
         self.name = name
         self.trainable = False
+        self.dropout_in_training = False
         self.params_m = params_m if params_m is not None else self.num_parameters() / 1e6
 
     def set_trainable(self, trainable: bool) -> None:
         """Freeze (prompt methods) or unfreeze (fine-tuning) every backbone weight."""
         self.requires_grad_(trainable)
         self.trainable = trainable
+
+    def set_dropout(self, in_training: bool) -> None:
+        """Whether the backbone's own dropout is on while training (method.backbone_dropout); in
+        eval mode it is always off. Applies at once to the adapter's current mode."""
+        self.dropout_in_training = in_training
+        self.train(self.training)
+
+    def train(self, mode: bool = True) -> AdapterBase:
+        super().train(mode)
+        if mode and not self.dropout_in_training:
+            self.model.eval()
+        return self
 
     # ---- shape facts -------------------------------------------------------------------
     @property

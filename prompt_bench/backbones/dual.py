@@ -71,10 +71,13 @@ class DualEncoderAdapter(AdapterBase):
         if trainable:
             raise ConfigError(f"backbone '{self.name}' is a frozen dual encoder; its towers cannot be fine-tuned.")
 
-    def train(self, mode: bool = True) -> DualEncoderAdapter:
-        super().train(mode)
-        self.model.eval()
-        return self
+    def set_dropout(self, in_training: bool) -> None:
+        if in_training:
+            raise ConfigError(
+                f"backbone '{self.name}' is a frozen dual encoder kept in eval mode (its input features are cached "
+                "without dropout); set method.backbone_dropout=false."
+            )
+        super().set_dropout(False)
 
     # ---- shape facts ----------------------------------------------------------------------------
     @property

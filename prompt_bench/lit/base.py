@@ -66,6 +66,8 @@ class PromptLightningModule(pl.LightningModule):
     taking `total_steps=None` gets the run's optimizer steps. gradient_clip_norm (method.gradient_clip_norm):
     the gradients' global L2 norm is clipped to it before every optimizer step (the Hugging Face Trainer's
     max_grad_norm); None = no clipping. A Trainer's own gradient_clip_val, when set, wins.
+    backbone_dropout (method.backbone_dropout): whether the backbone's own dropout is on in training
+    steps; the adapter's `train()` applies it (AdapterBase), so every mode switch agrees with it.
     """
 
     default_scheduler_interval: str = "step"
@@ -84,6 +86,7 @@ class PromptLightningModule(pl.LightningModule):
         primary_metric: str = "acc",
         no_relation: int | None = None,
         gradient_clip_norm: float | None = None,
+        backbone_dropout: bool = False,
     ) -> None:
         super().__init__()
         interval = scheduler_interval or self.default_scheduler_interval
@@ -109,6 +112,7 @@ class PromptLightningModule(pl.LightningModule):
         self.test_sets = tuple(test_sets)
         self.test_set_sizes = dict(test_sets)
         self.backbone.set_trainable(method.trains_backbone)
+        self.backbone.set_dropout(backbone_dropout)
         self.no_relation = no_relation
         # Train metrics read the training logits (finite: a generating head's are rank scores).
         self.train_metrics = split_metrics(num_classes, no_relation).clone(prefix="train/")
@@ -131,6 +135,12 @@ class PromptLightningModule(pl.LightningModule):
         raise NotImplementedError
 
     # ---- steps ----------------------------------------------------------------------------
+    def on_train_start(self) -> None:
+        """Train mode for the whole module: Lightning never calls train() itself, and code run before
+        fit (a transferability probe, a zero-shot score) may have left parts in eval mode. The
+        backbone's dropout then follows backbone_dropout (AdapterBase.train)."""
+        self.train()
+
     def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
         logits, loss, terms = self.training_loss(batch)
         batch_size = batch["labels"].shape[0]

@@ -45,6 +45,7 @@ class ClassSiteModule(PromptLightningModule):
         primary_metric: str = "acc",
         scheduler_interval: str | None = None,
         gradient_clip_norm: float | None = None,
+        backbone_dropout: bool = False,
     ) -> None:
         super().__init__(
             backbone=backbone,
@@ -57,6 +58,7 @@ class ClassSiteModule(PromptLightningModule):
             scheduler_interval=scheduler_interval,
             primary_metric=primary_metric,
             gradient_clip_norm=gradient_clip_norm,
+            backbone_dropout=backbone_dropout,
         )
         self.class_names = class_names
         for set_name, names in class_names.items():

@@ -44,6 +44,7 @@ class InputSiteModule(PromptLightningModule):
         scheduler_interval: str | None = None,
         no_relation: int | None = None,
         gradient_clip_norm: float | None = None,
+        backbone_dropout: bool = False,
     ) -> None:
         super().__init__(
             backbone=backbone,
@@ -58,6 +59,7 @@ class InputSiteModule(PromptLightningModule):
             primary_metric=primary_metric,
             gradient_clip_norm=gradient_clip_norm,
             no_relation=no_relation,
+            backbone_dropout=backbone_dropout,
         )
 
     def encode(self, batch: dict[str, Tensor], use_prompt: bool = True) -> BackboneOutput:

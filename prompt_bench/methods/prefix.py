@@ -12,9 +12,15 @@ class PrefixEncoder(nn.Module):
     """m prefix tokens -> the key and value prefixes of every self-attention layer.
 
     The table is P in R^{m x 2·N·H·h} (N layers, H key/value heads of size h; 2·N·H·h = 2·N·d for
-    the usual H·h = d), drawn N(0, 1) like P-tuning v2's nn.Embedding. With `projection`, P is
-    reparameterised as P = W2 tanh(W1 E + b1) + b2 with E in R^{m x d} (P-tuning v2's
-    prefix_projection, `projection_hidden` wide) and E, W1, W2 train instead of P.
+    the usual H·h = d). With `projection`, P is reparameterised as P = W2 tanh(W1 E + b1) + b2 with
+    E in R^{m x d} (P-tuning v2's prefix_projection, `projection_hidden` wide) and E, W1, W2 train
+    instead of P.
+
+    Init (`init_std`): P (or E) ~ N(0, init_std²), W1, W2 ~ N(0, init_std²), b1 = b2 = 0. This is
+    what the official models get: they are built with `from_pretrained`, which re-initialises the
+    modules missing from the checkpoint with the backbone's `_init_weights` (BERT/RoBERTa:
+    initializer_range 0.02). init_std=None keeps the PyTorch constructors' own init instead
+    (nn.Embedding N(0, 1), nn.Linear Kaiming-uniform): the project's behaviour before issue 14.
 
     forward(B) -> (N, 2, B, H, m, h): [:, 0] the keys, [:, 1] the values, dropout applied per
     example as the official code does on its past_key_values. Columns of P are laid out layer by
@@ -30,6 +36,7 @@ class PrefixEncoder(nn.Module):
         projection_hidden: int = 512,
         dropout: float = 0.1,
         seed: int = 0,
+        init_std: float | None = 0.02,
     ) -> None:
         super().__init__()
         self.n_tokens = n_tokens
@@ -45,7 +52,18 @@ class PrefixEncoder(nn.Module):
             else:
                 self.prefix_embeddings = nn.Parameter(torch.randn(n_tokens, width))
                 self.prefix_mlp = None
+            if init_std is not None:
+                self._init_like_from_pretrained(init_std)
         self.dropout = nn.Dropout(dropout)
+
+    @torch.no_grad()
+    def _init_like_from_pretrained(self, std: float) -> None:
+        """Embedding and linear weights N(0, std²), linear biases 0 (BertPreTrainedModel._init_weights)."""
+        self.prefix_embeddings.normal_(0.0, std)
+        for layer in self.prefix_mlp or ():
+            if isinstance(layer, nn.Linear):
+                layer.weight.normal_(0.0, std)
+                layer.bias.zero_()
 
     def table(self) -> Tensor:
         """(m, 2·N·H·h) the prefix table P (through the MLP when reparameterised)."""

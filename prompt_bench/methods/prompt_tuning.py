@@ -26,11 +26,16 @@ class PromptTuning(PromptMethod):
     token embeddings, then vocab rows for the rest; `file` a prompt.safetensors from another run.
 
     depth=deep: no input prompt; layer_prefixes(batch) gives n key/value prefixes for every
-    self-attention layer from a `PrefixEncoder` (table N(0, 1) as in P-tuning v2, for init=random
-    or the default vocab; init=file loads a saved `prefix_embeddings` table). prefix_projection
+    self-attention layer from a `PrefixEncoder` (for init=random or the default vocab: table
+    N(0, prefix_init_std²) and MLP linears N(0, prefix_init_std²) with zero biases, what P-tuning
+    v2's from_pretrained gives, 0.02; prefix_init_std=None keeps PyTorch's constructor init, the
+    table N(0, 1); init=file loads a saved `prefix_embeddings` table). prefix_projection
     reparameterises the table with a 2-layer MLP of width prefix_hidden; prefix_dropout is the
-    dropout on the prefixes during training. Those three are ignored for depth=input.
+    dropout on the prefixes during training. Those four are ignored for depth=input.
     """
+
+    inits: tuple[str, ...] = INITS
+    """The `init` values this class takes (a subclass may add its own)."""
 
     def __init__(
         self,
@@ -45,21 +50,26 @@ class PromptTuning(PromptMethod):
         prefix_projection: bool = False,
         prefix_hidden: int = 512,
         prefix_dropout: float = 0.1,
+        prefix_init_std: float | None = 0.02,
     ) -> None:
         super().__init__()
-        if init not in INITS:
-            raise ConfigError(f"method.module.init '{init}' is not one of {', '.join(INITS)}.")
+        if init not in self.inits:
+            raise ConfigError(f"method.module.init '{init}' is not one of {', '.join(self.inits)}.")
         if depth not in DEPTHS:
             raise ConfigError(f"method.module.depth '{depth}' is not one of {', '.join(DEPTHS)}.")
         if depth == "deep" and init not in DEEP_INITS:
             raise ConfigError(
                 f"method.module.init={init} initialises input-level prompt tokens, but depth=deep learns a prefix "
-                f"table for every layer; use init=random (N(0, 1), as P-tuning v2) or init=file."
+                f"table for every layer; use init=random (N(0, prefix_init_std²), as P-tuning v2) or init=file."
             )
         if prefix_projection and depth != "deep":
             raise ConfigError("method.module.prefix_projection=true reparameterises deep prompts; set depth=deep.")
         if not 0.0 <= prefix_dropout < 1.0:
             raise ConfigError(f"method.module.prefix_dropout must be in [0, 1), got {prefix_dropout}.")
+        if prefix_init_std is not None and prefix_init_std <= 0:
+            raise ConfigError(
+                f"method.module.prefix_init_std must be > 0 (or null for PyTorch's own init), got {prefix_init_std}."
+            )
         if init == "text" and not init_text:
             raise ConfigError("method.module.init=text needs method.module.init_text='a sentence to start from'.")
         if init == "file" and not init_file:
@@ -77,6 +87,7 @@ class PromptTuning(PromptMethod):
         self.prefix_projection = prefix_projection
         self.prefix_hidden = prefix_hidden
         self.prefix_dropout = prefix_dropout
+        self.prefix_init_std = prefix_init_std
         self.prompt_embeddings: nn.Parameter | None = None
         self.prefix_encoder: PrefixEncoder | None = None
 
@@ -133,7 +144,7 @@ class PromptTuning(PromptMethod):
 
     # ---- depth=deep ------------------------------------------------------------------------
     def _prepare_prefixes(self, context: MethodContext) -> None:
-        """Create the fp32 prefix table for the backbone's attention layers (file or N(0, 1))."""
+        """Create the fp32 prefix table for the backbone's attention layers (file or N(0, prefix_init_std²))."""
         adapter = context.adapter
         reason = adapter.layer_prefix_support()
         if reason:
@@ -146,6 +157,7 @@ class PromptTuning(PromptMethod):
             projection_hidden=self.prefix_hidden,
             dropout=self.prefix_dropout,
             seed=self.seed,
+            init_std=self.prefix_init_std,
         )
         if self.init == "file":
             self._load_prefix_tensors(load_prompt_file(self.init_file), source=self.init_file)

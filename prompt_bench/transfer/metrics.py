@@ -131,6 +131,7 @@ def stimulation(adapter: BackboneAdapter, method: PromptTuning, batches: Iterabl
     With an input prompt the first input token sits after the n prompt positions; deep prompts
     add no positions, so it is position 0 (the [CLS] of BERT-style encoders).
     """
+    modes = adapter.training, method.training  # given back after, so a run trained next keeps its modes
     adapter.eval()
     method.eval()
     position = 0 if method.depth == "deep" else method.n_tokens
@@ -143,6 +144,8 @@ def stimulation(adapter: BackboneAdapter, method: PromptTuning, batches: Iterabl
                 layer_prefixes=method.layer_prefixes(batch),
                 token_type_ids=batch.get("token_type_ids"),
             )
+    adapter.train(modes[0])
+    method.train(modes[1])
     return torch.cat([torch.cat(layer).mean(0) for layer in per_layer])
 
 

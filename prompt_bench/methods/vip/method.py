@@ -5,7 +5,8 @@
     prompt given to the backbone = P + q̃        (B, n, d)   the skip connection of fig. 1
     L = CE + β · mean((sg(q) − P^c)²)                        commitment, β = 0.1
 
-P is an input-level soft prompt (prompt tuning's, vocab-initialised). The codebook moves only by
+P is an input-level soft prompt, initialised by default from embedding rows 0..n-1 (OpenPrompt's
+SoftTemplate, what the official codebook offset n assumes). The codebook moves only by
 its moving-average rule, in training forward passes; P trains at the optimiser's rate (Adafactor
 0.3) and the contextualiser at `module_lr` (1e-4), as the official code's two optimisers.
 """
@@ -20,7 +21,7 @@ from torch import Tensor, nn
 
 from prompt_bench.errors import ConfigError
 from prompt_bench.methods.base import MethodContext
-from prompt_bench.methods.prompt_tuning import PromptTuning
+from prompt_bench.methods.prompt_tuning import INITS, PromptTuning
 from prompt_bench.methods.vip.contextualizer import Contextualizer
 from prompt_bench.methods.vip.quantizer import EVAL_CODES, SampledQuantizer
 
@@ -30,11 +31,16 @@ CODEBOOK_INITS = ("offset_rows", "vocab")
 class VIP(PromptTuning):
     """Prompt tuning's P plus an input-dependent, quantised correction q̃ (see the module docstring).
 
+    P init: `first_rows` (default) copies embedding rows 0 … n−1, as OpenPrompt's SoftTemplate with
+    initialize_from_vocab; prompt tuning's inits (`vocab`, `random`, ...) are the options.
     Codebook: K = n_codes (-1: 10·n) rows of the input embedding table, `offset_rows` n … n+K−1 as
-    the official code or `vocab` rows sampled like P's vocab init, rescaled to norm `code_norm`
-    (None: the mean norm of the backbone's embedding rows; 100 suits T5, not MiniLM's ~1).
-    Eval: `eval_code` (expected | nearest) unless `sample_at_eval` keeps the training-time sampling.
+    the official code (the rows after P's) or `vocab` rows sampled like P's vocab init, rescaled to
+    norm `code_norm` (None: the mean norm of the backbone's embedding rows; 100 suits T5, not MiniLM's ~1).
+    Eval: `sample_at_eval` (default, official) samples codes as in training, so predictions are
+    stochastic (repeatable under a seed); `sample_at_eval=False` uses `eval_code` (expected | nearest).
     """
+
+    inits = (*INITS, "first_rows")
 
     def __init__(
         self,
@@ -53,11 +59,11 @@ class VIP(PromptTuning):
         context_layers: int = 2,
         context_dropout: float = 0.1,
         module_lr: float = 1e-4,
-        sample_at_eval: bool = False,
+        sample_at_eval: bool = True,
         eval_code: str = "expected",
         **prompt_tuning_options,
     ) -> None:
-        super().__init__(**prompt_tuning_options)
+        super().__init__(**{"init": "first_rows", **prompt_tuning_options})
         if self.depth != "input":
             raise ConfigError("method=vip contextualises input-level prompt tokens; set method.module.depth=input.")
         if eval_code not in EVAL_CODES:
@@ -111,6 +117,12 @@ class VIP(PromptTuning):
         self.contextualizer = Contextualizer(adapter.hidden_size, **self.context_options).to(device)
         self.quantizer = SampledQuantizer(self._initial_codebook(table, context), **self.quantizer_options).to(device)
         self._embed_tokens = adapter.embed  # a bound method: the frozen table stays out of this state dict
+
+    def _initial_rows(self, table: Tensor, context: MethodContext, generator: torch.Generator) -> Tensor:
+        """(n, d) P: rows 0 … n−1 for `first_rows`, otherwise prompt tuning's init."""
+        if self.init == "first_rows":
+            return table[: self.n_tokens].cpu()
+        return super()._initial_rows(table, context, generator)
 
     def _initial_codebook(self, table: Tensor, context: MethodContext) -> Tensor:
         """(K, d) codes of norm `code_norm` from the input embedding table."""

@@ -32,9 +32,10 @@ class Quantized:
 class SampledQuantizer(nn.Module):
     """Codebook C (K, d) with q_i = (s_i · C) / r, s_i ~ Multinomial(r, softmax(−D_i / τ)).
 
-    D_ik = ‖p^c_i − c_k‖² (eq. 3 of the paper; the official code's logits). Without sampling
-    (eval, unless `sample_at_eval`), q_i is `expected` = softmax(−D_i/τ) · C, the mean of the
-    sampled average, or `nearest` = the code with the smallest D_ik.
+    D_ik = ‖p^c_i − c_k‖² (eq. 3 of the paper; the official code's logits). Eval samples too when
+    `sample_at_eval` (the official code); without sampling (`sample_at_eval=False`), q_i is
+    `expected` = softmax(−D_i/τ) · C, the mean of the sampled average, or `nearest` = the code
+    with the smallest D_ik.
 
     EMA rule (official, `textbook_ema=False`), per training step with counts s (B·n, K):
         N ← γN + (1−γ)·Σ_rows(s)/r;   N ← (N + ε) / (ΣN + Kε) · ΣN        (Laplace)
@@ -53,7 +54,7 @@ class SampledQuantizer(nn.Module):
         ema_epsilon: float = 1e-2,
         textbook_ema: bool = False,
         eval_code: str = "expected",
-        sample_at_eval: bool = False,
+        sample_at_eval: bool = True,
     ) -> None:
         super().__init__()
         n_codes = codebook.shape[0]
