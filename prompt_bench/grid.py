@@ -31,7 +31,8 @@ from omegaconf import DictConfig, OmegaConf
 
 CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
 IMAGE_SOURCES = "prompt_bench.data.sources.images."  # the task builders of image sets
-PAIR_NEEDS = frozenset({"source_prompt", "teacher_logits", "teacher_model", "transferability"})  # served from a transfer pair
+# served from a transfer pair
+PAIR_NEEDS = frozenset({"source_prompt", "teacher_logits", "teacher_model", "transferability"})
 PLAN_FILE = "grid.json"
 
 
