@@ -28,7 +28,7 @@ def test_every_option_composes(group, option, tmp_path, cache_dir):
 
 
 def test_method_optimizer_options_compose(tmp_path, cache_dir):
-    for optimizer in ("adafactor", "adamw", "sgd"):
+    for optimizer in ("adafactor", "adafactor_hf", "adamw", "sgd"):
         cfg = compose_config([f"method/optimizer={optimizer}"], tmp_path, cache_dir)
         assert cfg.method.optimizer._partial_ is True
 
