@@ -96,7 +96,7 @@ def trained(tmp_path_factory, cache_dir):
 def test_prompt_json_holds_what_rebuilds_the_classifier(trained):
     run_dir, record = trained
     metadata = json.loads((run_dir / "prompt.json").read_text())
-    assert metadata["method"] == "prompt_tuning" and metadata["n_tokens"] == 20 and metadata["depth"] == "input"
+    assert metadata["method"] == "prompt_tuning" and metadata["n_tokens"] == 100 and metadata["depth"] == "input"
     assert metadata["backbone"] == "tiny_bert" and metadata["backbone_source"] == "tiny"
     assert metadata["backbone_id"] == "tiny_bert" and metadata["family"] == "encoder"
     assert metadata["pooling"] == "cls" and metadata["backbone_config"]["lm_head"] is True

@@ -49,7 +49,7 @@ def test_offline_run_holds_the_flat_config_summary_and_ids_and_a_sweep_run_gets_
         16,
         config["method"]["optimizer"]["lr"],
     )
-    assert (run.config["method.module.n_tokens"], run.config["backbone.name"]) == (20, "tiny_bert")
+    assert (run.config["method.module.n_tokens"], run.config["backbone.name"]) == (100, "tiny_bert")
     logged = {key: value for key, value in run.config.items() if not key.startswith(("_wandb", "run."))}
     assert logged == json.loads(json.dumps(flatten(config)))  # the whole resolved config, nothing else
     assert run.config["run.key"] == record["run_key"]

@@ -14,16 +14,22 @@ from prompt_bench.methods.prefix import PrefixEncoder
 INITS = ("random", "vocab", "text", "labels", "file")
 DEPTHS = ("input", "deep")
 DEEP_INITS = ("random", "vocab", "file")  # a prefix table has no token rows to copy from text or labels
+RANDOM_INITS = ("uniform", "uniform_t5x", "normal")
 
 
 class PromptTuning(PromptMethod):
     """n soft tokens, shared by all inputs.
 
     depth=input: prompt(batch) = P expanded to (B, n, d), in front of the input embeddings.
-    Initialisation (Lester et al. sec. 3): `random` N(0, init_std²); `vocab` rows sampled from the
-    `vocab_top_k` first (most frequent, for BPE/WordPiece vocabularies roughly) token embeddings;
-    `text` the embeddings of `init_text` tokens, repeated to length n; `labels` the class-name
-    token embeddings, then vocab rows for the rest; `file` a prompt.safetensors from another run.
+    Initialisation (Lester et al. sec. 3.2; prompt-tuning prompts.py), P of shape (n, d):
+    - `random`: random_init=uniform U(-init_range, init_range), the paper's [-0.5, 0.5]; uniform_t5x
+      U[0, init_range), what the gin's `linen.initializers.uniform(scale=0.5)` draws; normal N(0, init_std²).
+    - `vocab`: n rows drawn without replacement from the `vocab_top_k` first rows of the embedding table
+      (official `from_sample_of_embeddings`, population 5000); vocab_skip_special leaves special and
+      placeholder tokens ([CLS], [unused12], <s>) out of that population.
+    - `labels`: row i = the mean of the sub-word embeddings of class label i (official `from_embedded_list`),
+      the other n - C rows vocab rows as above.
+    - `text`: the embeddings of `init_text` tokens, repeated to length n; `file`: a saved prompt.
 
     depth=deep: no input prompt; layer_prefixes(batch) gives n key/value prefixes for every
     self-attention layer from a `PrefixEncoder` (for init=random or the default vocab: table
@@ -39,12 +45,15 @@ class PromptTuning(PromptMethod):
 
     def __init__(
         self,
-        n_tokens: int = 20,
+        n_tokens: int = 100,
         init: str = "vocab",
         init_text: str | None = None,
         init_file: str | None = None,
+        random_init: str = "uniform",
+        init_range: float = 0.5,
         init_std: float = 0.02,
         vocab_top_k: int = 5000,
+        vocab_skip_special: bool = True,
         seed: int = 0,
         depth: str = "input",
         prefix_projection: bool = False,
@@ -55,6 +64,8 @@ class PromptTuning(PromptMethod):
         super().__init__()
         if init not in self.inits:
             raise ConfigError(f"method.module.init '{init}' is not one of {', '.join(self.inits)}.")
+        if random_init not in RANDOM_INITS:
+            raise ConfigError(f"method.module.random_init '{random_init}' is not one of {', '.join(RANDOM_INITS)}.")
         if depth not in DEPTHS:
             raise ConfigError(f"method.module.depth '{depth}' is not one of {', '.join(DEPTHS)}.")
         if depth == "deep" and init not in DEEP_INITS:
@@ -80,8 +91,11 @@ class PromptTuning(PromptMethod):
         self.init = init
         self.init_text = init_text
         self.init_file = init_file
+        self.random_init = random_init
+        self.init_range = init_range
         self.init_std = init_std
         self.vocab_top_k = vocab_top_k
+        self.vocab_skip_special = vocab_skip_special
         self.seed = seed
         self.depth = depth
         self.prefix_projection = prefix_projection
@@ -103,32 +117,62 @@ class PromptTuning(PromptMethod):
 
     def _initial_rows(self, table: Tensor, context: MethodContext, generator: torch.Generator) -> Tensor:
         n, d = self.n_tokens, table.shape[1]
+        tokenizer = context.adapter.tokenizer
         if self.init == "random":
-            return torch.randn(n, d, generator=generator) * self.init_std
+            return self._random_rows(n, d, generator)
         if self.init == "file":
             return self._rows_from_file(d)
-        if self.init in ("text", "labels"):
-            tokenizer = context.adapter.tokenizer
-            words = self.init_text if self.init == "text" else " ".join(context.label_names)
-            token_ids = tokenizer.encode(words, add_special_tokens=False)[:n]
-            rows = table[torch.tensor(token_ids, dtype=torch.long)] if token_ids else table[:0]
-            if self.init == "text" and len(token_ids) > 0:
-                repeats = -(-n // len(token_ids))
-                return rows.repeat(repeats, 1)[:n].cpu()
-            vocab_rows = self._vocab_rows(table, n - len(token_ids), generator, tokenizer)
-            return torch.cat([rows.cpu(), vocab_rows])[:n]
-        return self._vocab_rows(table, n, generator, context.adapter.tokenizer)
+        if self.init == "text":
+            token_ids = tokenizer.encode(self.init_text, add_special_tokens=False)[:n]
+            if token_ids:
+                rows = table[torch.tensor(token_ids, dtype=torch.long)]
+                return rows.repeat(-(-n // len(token_ids)), 1)[:n].cpu()
+            return self._vocab_rows(table, n, generator, tokenizer)
+        if self.init == "labels":
+            rows = self._label_rows(table, context.label_names[:n], tokenizer)
+            return torch.cat([rows, self._vocab_rows(table, n - len(rows), generator, tokenizer)])
+        return self._vocab_rows(table, n, generator, tokenizer)
+
+    def _random_rows(self, n: int, d: int, generator: torch.Generator) -> Tensor:
+        """(n, d): U(-r, r) (paper), U[0, r) (flax's uniform, as the gin draws it) or N(0, init_std²)."""
+        if self.random_init == "normal":
+            return torch.randn(n, d, generator=generator) * self.init_std
+        unit = torch.rand(n, d, generator=generator)  # U[0, 1)
+        if self.random_init == "uniform_t5x":
+            return unit * self.init_range
+        return (2.0 * unit - 1.0) * self.init_range
+
+    @staticmethod
+    def _label_rows(table: Tensor, label_names, tokenizer) -> Tensor:
+        """(C, d): row i = the mean of label i's sub-word embeddings (Lester et al.: multi-token labels averaged)."""
+        rows = []
+        for label in label_names:
+            token_ids = tokenizer.encode(str(label), add_special_tokens=False)
+            if not token_ids:
+                raise ConfigError(f"method.module.init=labels: label '{label}' has no tokens; use init=vocab.")
+            rows.append(table[torch.tensor(token_ids, dtype=torch.long)].mean(dim=0))
+        return torch.stack(rows).cpu() if rows else table[:0].cpu()
 
     def _vocab_rows(self, table: Tensor, count: int, generator: torch.Generator, tokenizer) -> Tensor:
-        """`count` rows drawn from the first `vocab_top_k` ordinary tokens (special and
-        placeholder tokens such as [unused12] or <s> skipped)."""
-        special = set(tokenizer.all_special_ids)
-        ordinary = [
-            token_id
-            for token_id, token in enumerate(tokenizer.convert_ids_to_tokens(range(table.shape[0])))
-            if token_id not in special and not (token[:1] in "[<" and token[-1:] in "]>")
-        ][: self.vocab_top_k]
-        picks = torch.tensor(ordinary)[torch.randint(0, len(ordinary), (count,), generator=generator)]
+        """(count, d): rows drawn without replacement (with replacement only when count exceeds the population)
+        from the first `vocab_top_k` rows of the table, special and placeholder tokens such as [unused12] or
+        <s> left out of them when vocab_skip_special."""
+        population = torch.arange(table.shape[0])
+        if self.vocab_skip_special:
+            special = set(tokenizer.all_special_ids)
+            tokens = tokenizer.convert_ids_to_tokens(range(table.shape[0]))
+            population = torch.tensor(
+                [
+                    token_id
+                    for token_id, token in enumerate(tokens)
+                    if token is not None and token_id not in special and not (token[:1] in "[<" and token[-1:] in "]>")
+                ]
+            )
+        population = population[: self.vocab_top_k]
+        if count <= len(population):
+            picks = population[torch.randperm(len(population), generator=generator)[:count]]
+        else:
+            picks = population[torch.randint(0, len(population), (count,), generator=generator)]
         return table.cpu()[picks]
 
     def _rows_from_file(self, hidden_size: int) -> Tensor:

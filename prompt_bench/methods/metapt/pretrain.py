@@ -77,7 +77,7 @@ CHECKPOINT_DIR = "checkpoints"  # last.ckpt of the meta-training fit, inside the
 MODES = ("meta", "multitask")
 PRETRAIN_INITS = ("random", "vocab")
 CONF_DIR = Path(__file__).resolve().parents[3] / "conf"
-SPEC_VERSION = 1  # bump when the maker changes what it makes for the same settings
+SPEC_VERSION = 2  # bump when the maker changes what it makes for the same settings
 
 HeadBuilder = Callable[..., nn.Module]
 
@@ -247,6 +247,9 @@ def init_spec(cfg: DictConfig, config: PretrainConfig, head_name: str) -> dict[s
             "init": config.init,
             "seed": config.seed,
             "vocab_top_k": int(module.get("vocab_top_k", 5000)),
+            "vocab_skip_special": bool(module.get("vocab_skip_special", True)),
+            "random_init": str(module.get("random_init", "uniform")),
+            "init_range": float(module.get("init_range", 0.5)),
             "init_std": float(module.get("init_std", 0.02)),
         },
     }
@@ -460,6 +463,9 @@ def initial_prompt(adapter: BackboneAdapter, method: nn.Module, config: Pretrain
         init=config.init,
         seed=config.seed,
         vocab_top_k=method.vocab_top_k,
+        vocab_skip_special=method.vocab_skip_special,
+        random_init=method.random_init,
+        init_range=method.init_range,
         init_std=method.init_std,
     )
     starter.prepare(MethodContext(adapter=adapter, label_names=(), cache_dir=""))
