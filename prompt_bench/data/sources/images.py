@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from prompt_bench.data.coop_classes import load_class_map
 from prompt_bench.data.sources.hub import load_hub_dataset  # one offline check for every hub source
 from prompt_bench.data.tasks import Task
 from prompt_bench.errors import DataError
@@ -222,10 +223,13 @@ def hub_images(
     label_column: str = "label",
     label_names: Sequence[str] | None = None,
     task_name: str | None = None,
+    class_map: str | None = None,
 ) -> Task:
     """An image classification set from the Hugging Face hub (or its cache); images decode lazily.
 
     Class names come from `label_names`, else the label column's ClassLabel names ("_" -> " ").
+    `class_map` (a file stem under prompt_bench/data/class_names/) puts the classes in CoOp's names and
+    label order and drops the classes CoOp leaves out (`prompt_bench.data.coop_classes`).
     """
     dataset = load_hub_dataset(path, name)
     for split in (train_split, test_split):
@@ -234,20 +238,31 @@ def hub_images(
                 f"hub dataset '{path}' has no split '{split}' (splits: {list(dataset)}); set dataset.task.{'train' if split == train_split else 'test'}_split."
             )
     feature = dataset[train_split].features.get(label_column)
-    if label_names is None:
-        if not hasattr(feature, "names"):
-            raise DataError(
-                f"hub dataset '{path}' has no class names on '{label_column}'; set dataset.task.label_names."
-            )
-        label_names = [str(n).replace("_", " ") for n in feature.names]
+    hub_names = label_names if label_names is not None else getattr(feature, "names", None)
+    if hub_names is None:
+        raise DataError(f"hub dataset '{path}' has no class names on '{label_column}'; set dataset.task.label_names.")
+    remap = None
+    if class_map is not None:
+        coop = load_class_map(class_map)
+        remap, label_names = coop.relabel(hub_names), coop.label_names
+    elif label_names is None:
+        label_names = [str(n).replace("_", " ") for n in hub_names]
 
     def examples(split: str) -> ImageExamples:
         data = dataset[split]
         labels = tuple(data[label_column])
         keys = tuple(f"{path}:{split}:{i}" for i in range(len(labels)))
-        return ImageExamples(images=_Column(data, image_column), labels=labels, keys=keys)
+        images = ImageExamples(images=_Column(data, image_column), labels=labels, keys=keys)
+        return images if remap is None else relabelled(images, remap)
 
     return Task(task_name or path.rsplit("/", 1)[-1], tuple(label_names), examples(train_split), examples(test_split))
+
+
+def relabelled(examples: ImageExamples, remap: Sequence[int]) -> ImageExamples:
+    """The examples whose class is kept (remap[label] >= 0), labelled remap[label]; images stay lazy."""
+    kept = [i for i, label in enumerate(examples.labels) if remap[label] >= 0]
+    subset = examples.subset(kept)
+    return ImageExamples(images=subset.images, labels=tuple(remap[label] for label in subset.labels), keys=subset.keys)
 
 
 class _Column:
