@@ -250,19 +250,24 @@ def test_augmenting_text_fails_with_a_sentence(make_config):
     )
 
 
+EUROSAT_FOLDERS = ("AnnualCrop", "Forest", "HerbaceousVegetation", "Highway", "Industrial", "Pasture")
+EUROSAT_FOLDERS += ("PermanentCrop", "Residential", "River", "SeaLake")
+
+
 def test_hub_image_config_runs_on_a_local_image_folder(make_config, tmp_path, monkeypatch):
     """conf/dataset/eurosat.yaml with dataset.task.path pointed at an image folder (what `datasets`
-    reads offline): class names from the folder names, augmentation on, base / new / H recorded."""
+    reads offline) of EuroSAT's ten folders: the class map renames them as CoOp, augmentation on,
+    base / new / H recorded."""
     import datasets
     from PIL import Image
 
     monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", str(tmp_path / "hf_cache"))
     root = tmp_path / "images"
     for split in ("train", "test"):
-        for shade, name in enumerate(("annual_crop", "forest", "river", "sea_lake")):
+        for shade, name in enumerate(EUROSAT_FOLDERS):
             (root / split / name).mkdir(parents=True)
             for i in range(4):
-                pixels = np.full((12, 12, 3), 50 * shade + 5 * i, np.uint8)
+                pixels = np.full((12, 12, 3), 25 * shade + 5 * i, np.uint8)
                 Image.fromarray(pixels).save(root / split / name / f"{i}.png")
     record = run_experiment(
         make_config(
