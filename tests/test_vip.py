@@ -268,6 +268,9 @@ def test_official_defaults_and_sweep_preset_compose(make_config):
     cfg = make_config("method=vip")
     method = instantiate(cfg.method.module)
     assert (method.n_tokens, method.n_codes, method.module_lr, cfg.method.optimizer.lr) == (100, 1000, 1e-4, 0.3)
+    # the official code builds transformers' Adafactor (src/train.py:292-316), weight decay left at 0.0
+    assert cfg.method.optimizer._target_ == "transformers.optimization.Adafactor"
+    assert cfg.method.optimizer.weight_decay == 0.0
     assert method.quantizer_options == dict(
         n_samples=10,
         temperature=100.0,
