@@ -44,8 +44,8 @@ def test_cli_end_to_end_writes_valid_record(tmp_path, cache_dir):
     for name in ("test/acc", "test/f1", "zero_shot/acc", "val/acc_best"):
         assert 0.0 <= record["metrics"][name] <= 1.0, name
     efficiency = record["efficiency"]
-    assert efficiency["trainable_params"] == 20 * 64  # 20 prompt tokens x hidden 64, verbalizer has no weights
-    assert efficiency["prompt_bytes"] == 20 * 64 * 4
+    assert efficiency["trainable_params"] == 100 * 64  # 100 prompt tokens (the default) x hidden 64, no head weights
+    assert efficiency["prompt_bytes"] == 100 * 64 * 4
     assert efficiency["train_samples_per_s"] > 0 and efficiency["peak_rss_mb"] > 0
     run_dir = Path(record["run_dir"])
     assert (run_dir / "prompt.safetensors").exists() and (run_dir / "prompt.json").exists()
