@@ -17,7 +17,13 @@ from tests.helpers.training import LossHistory, fit
 FAMILIES = ("tiny_bert", "tiny_roberta", "tiny_t5", "tiny_gpt2")
 HEADS = ("verbalizer", "linear", "label_similarity")
 # 30 SVGD iterations instead of the official 1000 keep preparation well under a second here.
-FAST = ("method=bayesprompt", "dataset=synthetic", "logger=none", "method.svgd.iterations=30")
+FAST = (
+    "method=bayesprompt",
+    "dataset=synthetic",
+    "logger=none",
+    "method.svgd.iterations=30",
+    "method.module.n_tokens=20",
+)
 
 
 @pytest.mark.parametrize("head", HEADS)

@@ -22,7 +22,7 @@ from tests.conftest import compose_config
 from tests.helpers.adapters import ADAPTER_CASES, TEXTS, encoded, make_adapter, tiny_adapter
 from tests.helpers.training import changed, snapshot, train
 
-DEEP = ("method.module.depth=deep",)
+DEEP = ("method.module.depth=deep", "method.module.n_tokens=20")
 TINY_FAST = ("method/optimizer=adamw", "method.optimizer.lr=0.05", "method.head_lr=0.01")
 
 
