@@ -75,7 +75,7 @@ def test_prompt_of_another_backbone_is_a_shape_error(make_config, tmp_path):
         make_config("method.module.init=file", f"method.module.init_file={wrong}", "dataset=synthetic", *TINY)
     )
     assert record["status"] == "failed"
-    assert "(20, 64)" in record["error"] and "'prompt_embeddings': (20, 384)" in record["error"]
+    assert "(100, 64)" in record["error"] and "'prompt_embeddings': (20, 384)" in record["error"]
 
 
 def test_hub_pair_offline_fails_with_the_hub_sentence(make_config):

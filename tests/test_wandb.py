@@ -61,7 +61,7 @@ def test_offline_run_holds_the_flat_config_summary_and_ids_and_a_sweep_run_gets_
     for name in ("zero_shot/acc", "zero_shot/f1", "test/primary", "test/acc", "val/acc_best", "val/f1_best"):
         assert run.summary[name] == pytest.approx(metrics[name]), name
     assert run.summary["primary_metric"] == "acc"
-    assert run.summary["efficiency/trainable_params"] == efficiency["trainable_params"] == 1280
+    assert run.summary["efficiency/trainable_params"] == efficiency["trainable_params"] == 6400  # 100 tokens x 64
     assert run.summary["efficiency/train_seconds"] == pytest.approx(efficiency["train_seconds"])
     assert run.summary["efficiency/peak_rss_mb"] == pytest.approx(efficiency["peak_rss_mb"])
     assert run.summary["status"] == "ok" and run.exit_code == 0
