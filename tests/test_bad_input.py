@@ -121,7 +121,7 @@ def write_csv(path, rows):
     [
         (("method.optimizer.lr=-1",), "method.optimizer.lr=-1 is not a positive learning rate"),
         (("seed=abc",), "seed='abc' is not an integer"),
-        (("dataset.max_length=600",), "dataset.max_length=600 + 20 prompt tokens = 620 positions"),
+        (("dataset.max_length=600",), "dataset.max_length=600 + 100 prompt tokens = 700 positions"),
         (("dataset.empty_texts=maybe",), "dataset.empty_texts='maybe' is not one of drop, refuse"),
     ],
 )

@@ -52,7 +52,7 @@ def test_prompt_file_matches_the_tested_prompt(make_config, tmp_path):
     best = torch.load(record["best_checkpoint"], weights_only=False)["state_dict"]["method.prompt_embeddings"]
     assert prompt.dtype == torch.float32 and torch.equal(prompt, best)
     metadata = json.loads((run_dir / "prompt.json").read_text())
-    assert metadata["shapes"] == {"prompt_embeddings": [20, 64]}
+    assert metadata["shapes"] == {"prompt_embeddings": [100, 64]}  # the default 100 tokens x hidden 64
     assert metadata["split_hash"] == record["split_hash"]
 
 
