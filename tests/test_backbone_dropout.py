@@ -25,6 +25,7 @@ CONF_METHODS = Path(__file__).resolve().parents[1] / "conf" / "method"
 # The official choice per method (docs/defaults/backbone_dropout.md gives the source lines).
 OFFICIAL = {
     "prompt_tuning": True,  # T5X finetune.gin DROPOUT_RATE = 0.1 on the frozen T5
+    "prompt_tuning_minilm": True,  # prompt tuning's preset: inherits its decision
     "spot": True,  # the same T5X recipe
     "panda": True,  # HF Trainer model.train() every step, BERT hidden_dropout_prob 0.1
     "vip": False,  # plm_eval_mode: True

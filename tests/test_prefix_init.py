@@ -66,7 +66,8 @@ def test_the_same_seed_gives_the_same_table_whatever_ran_before():
 @pytest.mark.parametrize(("override", "std"), [((), OFFICIAL_STD), (("method.module.prefix_init_std=1.0",), 1.0)])
 def test_deep_prompt_config_draws_the_configured_std(make_config, override, std):
     """tiny_bert: 20 tokens x 2·2·64 = 5120 draws."""
-    cfg = make_config("backbone=tiny_bert", "dataset=synthetic", "logger=none", "method.module.depth=deep", *override)
+    deep = ("method.module.depth=deep", "method.module.n_tokens=20")
+    cfg = make_config("backbone=tiny_bert", "dataset=synthetic", "logger=none", *deep, *override)
     table = build_experiment(cfg).method.prefix_encoder.prefix_embeddings
     assert table.shape == (20, 256)
     assert_normal(table, std, rel=0.08)
