@@ -1,0 +1,83 @@
+"""One backbone pass for K runs: each run's rows [P_k; E(x)] stacked into one batch, outputs split back.
+
+Run k brings a batch of B_k rows of L_k token positions and an n_k-token prompt (n_k = 0 without one),
+so its rows are T_k = n_k + L_k positions long, exactly as its own unpacked forward builds them
+(`BackboneAdapter.forward`: the prompt first, Lester et al. 2021 eq. 1). Rows are right-padded with
+masked positions to T = max_k T_k and stacked to (Σ B_k, T, d); one `body` call runs the frozen
+backbone. Padding sits after every run's own positions, so positions and masks of the unpadded part
+are the unpacked ones and attention never reaches the padding: run k's slice hidden[rows_k, :T_k] is
+its unpacked hidden state, up to float reassociation. The head then scores each run's slice alone.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from prompt_bench.backbones import BackboneAdapter, BackboneOutput
+from prompt_bench.errors import ConfigError
+from prompt_bench.lit import InputSiteModule
+
+
+@dataclass
+class PackedRows:
+    """Where run k's rows are: rows start:stop of the stacked batch, its first `length` positions."""
+
+    start: int
+    stop: int
+    length: int
+    n_prompt: int
+
+
+def run_rows(adapter: BackboneAdapter, module: InputSiteModule, batch: dict[str, Tensor]) -> tuple[Tensor, Tensor, int]:
+    """(B, n+L, d) embeddings [P; E(x)] and (B, n+L) mask of one run's batch, and its n."""
+    inputs_embeds = adapter.embed(batch["input_ids"])
+    attention_mask = batch["attention_mask"]
+    prompt = module.method.prompt(batch, inputs_embeds)
+    if module.method.layer_prefixes(batch) is not None:
+        raise ConfigError(
+            f"method {type(module.method).__name__} adds per-layer prefixes, which a pack does not stack; "
+            "run it unpacked (pack=off)"
+        )
+    if prompt is None:
+        return inputs_embeds, attention_mask, 0
+    n_prompt = prompt.shape[1]
+    inputs_embeds = torch.cat([prompt.to(inputs_embeds.dtype), inputs_embeds], dim=1)
+    attention_mask = torch.cat([attention_mask.new_ones(attention_mask.shape[0], n_prompt), attention_mask], dim=1)
+    return inputs_embeds, attention_mask, n_prompt
+
+
+def packed_outputs(
+    adapter: BackboneAdapter, modules: list[InputSiteModule], batches: list[dict[str, Tensor]]
+) -> list[BackboneOutput]:
+    """K runs' batches -> K BackboneOutputs (hidden (B_k, T_k, d)) from one backbone pass."""
+    parts = [run_rows(adapter, module, batch) for module, batch in zip(modules, batches)]
+    width = max(embeds.shape[1] for embeds, _, _ in parts)
+    stacked_embeds, stacked_mask, places = [], [], []
+    start = 0
+    for embeds, mask, n_prompt in parts:
+        rows, length = embeds.shape[0], embeds.shape[1]
+        stacked_embeds.append(torch.nn.functional.pad(embeds, (0, 0, 0, width - length)))
+        stacked_mask.append(torch.nn.functional.pad(mask, (0, width - length)))
+        places.append(PackedRows(start=start, stop=start + rows, length=length, n_prompt=n_prompt))
+        start += rows
+    mask = torch.cat(stacked_mask)
+    hidden = adapter.body(torch.cat(stacked_embeds), mask)
+    return [
+        BackboneOutput(
+            hidden=hidden[place.start : place.stop, : place.length],
+            attention_mask=mask[place.start : place.stop, : place.length],
+            n_prompt=place.n_prompt,
+        )
+        for place in places
+    ]
+
+
+def packed_logits(
+    adapter: BackboneAdapter, modules: list[InputSiteModule], batches: list[dict[str, Tensor]]
+) -> list[Tensor]:
+    """K runs' (B_k, C_k) logits: one backbone pass, then each run's own head on its slice."""
+    outputs = packed_outputs(adapter, modules, batches)
+    return [module.head(output, batch, adapter) for module, output, batch in zip(modules, outputs, batches)]
