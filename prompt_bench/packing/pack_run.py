@@ -26,7 +26,14 @@ from prompt_bench.packing.member import PackMember
 from prompt_bench.packing.plan import pack_key
 from prompt_bench.packing.refusals import PRECISIONS, built_refusal, config_refusal
 from prompt_bench.quiet import quiet_known_noise
-from prompt_bench.records import claim_run_dir, find_ok_record, resolved_config, run_key
+from prompt_bench.records import (
+    RECORD_NAME,
+    claim_run_dir,
+    find_ok_record,
+    resolved_config,
+    run_key,
+    write_json_atomic,
+)
 from prompt_bench.run_lock import RunLock, owner_text
 from prompt_bench.run_record import close_record, note_experiment, note_failure, note_outcome, open_record
 from prompt_bench.validate import check_config, check_output_dir
@@ -167,6 +174,7 @@ class Pack:
         keys = {index: member.key for index, member in self.members.items()}
         for index, member in self.members.items():
             member.record["packed_with"] = [key for other, key in keys.items() if other != index]
+            write_json_atomic(member.run_dir / RECORD_NAME, member.record)  # a killed run still names its pack
         try:
             adapter = self.build()
             zero_shot_cache: dict[str, dict[str, float]] = {}
