@@ -190,16 +190,35 @@ def test_a_killed_pack_resumes_each_run_from_its_own_checkpoint(make_config, tmp
     assert resumed["efficiency"]["train_seconds"] > resumed["efficiency"]["train_seconds_before_resume"] > 0
 
 
-def test_pack_auto_sweep_packs_its_runs_in_one_process(tmp_path, cache_dir):
+def test_pack_auto_sweep_packs_what_it_can_and_runs_the_rest_alone(tmp_path, cache_dir):
     result = run_cli(
-        "-m", *TINY, "trainer=debug", "seed=13,21", "pack=auto", "sweep_name=auto", root=tmp_path, cache=cache_dir
+        "-m",
+        *TINY,
+        "trainer=debug",
+        "method=prompt_tuning,fine_tuning",  # fine-tuning trains the backbone: it cannot share one
+        "seed=13,21",
+        "pack=auto",
+        "sweep_name=auto",
+        root=tmp_path,
+        cache=cache_dir,
     )
     assert result.returncode == 0, result.stderr[-3000:]
-    assert "prompt_bench tally: 2 ok, 0 failed, 0 skipped" in result.stdout
-    records = [
-        json.loads(path.read_text())
-        for path in sorted((tmp_path / "outputs" / "sweeps" / "auto").glob("*/record.json"))
-    ]
-    assert [record["packed_with"] for record in records] == [[records[1]["run_key"]], [records[0]["run_key"]]]
-    assert len({record["attempts"][0]["pid"] for record in records}) == 1  # one process trained both
-    assert all((Path(record["run_dir"]) / ".hydra" / "overrides.yaml").exists() for record in records)
+    assert "prompt_bench tally: 4 ok, 0 failed, 0 skipped" in result.stdout
+    sweep_dir = tmp_path / "outputs" / "sweeps" / "auto"
+    records = {path.parent.name: json.loads(path.read_text()) for path in sweep_dir.glob("*/record.json")}
+    tuned = [records["0_prompt_tuning_tiny_bert_synthetic_s13"], records["1_prompt_tuning_tiny_bert_synthetic_s21"]]
+    assert [record["packed_with"] for record in tuned] == [[tuned[1]["run_key"]], [tuned[0]["run_key"]]]
+    assert "packed_with" not in records["2_fine_tuning_tiny_bert_synthetic_s13"]
+    assert all((sweep_dir / name / ".hydra" / "overrides.yaml").exists() for name in records)
+
+
+@pytest.mark.slow  # two Python processes that import torch: ~15 s of CPU
+def test_pack_auto_with_a_submitit_executor_runs_one_job_per_pack(tmp_path, cache_dir):
+    overrides = ("-m", *TINY, "trainer=debug", "seed=13,21", "pack=auto", "hydra/launcher=submitit_local")
+    result = run_cli(*overrides, "sweep_name=local", root=tmp_path, cache=cache_dir)
+    assert result.returncode == 0, result.stderr[-3000:]
+    sweep_dir = tmp_path / "outputs" / "sweeps" / "local"
+    assert len([folder for folder in (sweep_dir / ".submitit").iterdir() if folder.name.isdigit()]) == 1
+    records = [json.loads(path.read_text()) for path in sorted(sweep_dir.glob("*/record.json"))]
+    assert [record["status"] for record in records] == ["ok", "ok"]
+    assert records[0]["attempts"][0]["pid"] == records[1]["attempts"][0]["pid"] != os.getpid()
