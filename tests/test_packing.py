@@ -4,6 +4,7 @@ failures that stay with their run, the plan, resume after SIGKILL, and pack=auto
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import json
 import multiprocessing
 import os
@@ -222,3 +223,16 @@ def test_pack_auto_with_a_submitit_executor_runs_one_job_per_pack(tmp_path, cach
     records = [json.loads(path.read_text()) for path in sorted(sweep_dir.glob("*/record.json"))]
     assert [record["status"] for record in records] == ["ok", "ok"]
     assert records[0]["attempts"][0]["pid"] == records[1]["attempts"][0]["pid"] != os.getpid()
+
+
+def test_the_packing_benchmark_runs_both_sides_on_tiny_models(tmp_path, capsys):
+    script = CONF_DIR.parent / "scripts" / "bench_packing.py"
+    spec = importlib.util.spec_from_file_location("bench_packing", script)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    ratios = bench.main(["--backbone", "tiny_bert", "--dataset", "synthetic", "--max-epochs", "1", "--seeds", "13,21"])
+    assert ratios["throughput_ratio"] > 0 and ratios["wall_speedup"] > 0
+    printed = capsys.readouterr().out
+    rows = [line.split() for line in printed.splitlines() if line.startswith(("sequential ", "packed "))]
+    sequential, packed = (row for row in rows if len(row) == 5)
+    assert sequential[2] == packed[2] == "128" and sequential[4] == packed[4]  # same samples, same mean test score
