@@ -15,15 +15,15 @@ import copy
 import logging
 import os
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from hydra.core.utils import JobReturn, JobStatus, _save_config, configure_log, filter_overrides, run_job, setup_globals
 from hydra.plugins.launcher import Launcher
 from hydra.types import HydraContext, TaskFunction
 from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 
-from prompt_bench.packing.plan import SweepJob, plan_packs
-from prompt_bench.records import find_ok_record, resolved_config, run_key
+if TYPE_CHECKING:  # the rest is imported when a sweep launches: Hydra imports this module on every start
+    from prompt_bench.packing.plan import Plan, SweepJob
 
 log = logging.getLogger("prompt_bench")
 
@@ -81,7 +81,9 @@ class PackedLauncherBase(Launcher):
 
     # ---- the sweep --------------------------------------------------------------------------------
     def launch(self, job_overrides: Any, initial_job_idx: int) -> list[JobReturn]:
+        from prompt_bench.packing.plan import SweepJob, plan_packs
         from prompt_bench.quiet import console_filter, quiet_known_noise, sweep_console
+        from prompt_bench.records import find_ok_record, resolved_config, run_key
 
         setup_globals()
         configure_log(self.config.hydra.hydra_logging, self.config.hydra.verbose)
@@ -124,7 +126,7 @@ class PackedLauncherBase(Launcher):
         returns.update(self.execute(plan))
         return [returns[number] for number in sorted(returns)]
 
-    def execute(self, plan: Any) -> dict[int, JobReturn]:
+    def execute(self, plan: Plan) -> dict[int, JobReturn]:
         raise NotImplementedError
 
     # ---- what each job returns ----------------------------------------------------------------------
@@ -158,7 +160,7 @@ class PackedLauncherBase(Launcher):
 class PackedLocal(PackedLauncherBase):
     """Packs train here, one after the other; a refused job runs as Hydra's basic launcher runs it."""
 
-    def execute(self, plan: Any) -> dict[int, JobReturn]:
+    def execute(self, plan: Plan) -> dict[int, JobReturn]:
         from prompt_bench.packing.pack_run import PackJob, run_pack
 
         returns: dict[int, JobReturn] = {}
@@ -214,7 +216,7 @@ class PackedSubmitit(PackedLauncherBase):
         )
         return executor
 
-    def execute(self, plan: Any) -> dict[int, JobReturn]:
+    def execute(self, plan: Plan) -> dict[int, JobReturn]:
         from prompt_bench.packing.jobs import SweepJobsFunction, unfinished_record
 
         units = [(pack, True) for pack in plan.packs] + [([job], False) for job, _ in plan.alone]

@@ -13,8 +13,6 @@ from typing import Any
 from hydra.utils import get_class
 from omegaconf import DictConfig
 
-from prompt_bench.lit import InputSiteModule
-
 PRECISIONS = {"32-true": None, "32": None, 32: None, "bf16-mixed": "bf16"}
 """trainer.precision values a pack runs: fp32, or bf16 autocast (the prompts stay fp32)."""
 
@@ -86,6 +84,8 @@ def logger_refusal(cfg: DictConfig) -> str | None:
 
 def built_refusal(experiment: Any) -> str | None:
     """Why a built run cannot share the pack's backbone pass, or None."""
+    from prompt_bench.lit import InputSiteModule
+
     if not isinstance(experiment.module, InputSiteModule):
         return f"{type(experiment.module).__name__} is not an input-site module; a pack stacks input rows only"
     return None
