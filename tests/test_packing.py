@@ -68,6 +68,23 @@ def test_packed_runs_equal_the_unpacked_runs(make_config, tmp_path):
     assert len({tuple(prompt_of(r).shape) for r in packed}) == 3
 
 
+def test_different_methods_and_heads_share_a_pack(make_config, tmp_path):
+    """VIP (an input-dependent prompt with a commitment loss), linear probing (no prompt, a trained head)
+    and prompt tuning with the label-similarity head, in one pack: each as it is alone."""
+    from prompt_bench.run import run_experiment
+
+    runs = [
+        (*TINY, *STABLE, "trainer.max_epochs=1", *run)
+        for run in (("method=vip",), ("method=linear_probe",), ("head=label_similarity", "seed=21"))
+    ]
+    unpacked = [run_experiment(make_config(*run, run_dir=tmp_path / f"alone{i}")) for i, run in enumerate(runs)]
+    packed = pack(make_config, tmp_path / "pack", *runs)
+    for alone, together in zip(unpacked, packed):
+        assert together["status"] == "ok", together.get("error")
+        for name, value in float_metrics(alone).items():
+            assert together["metrics"][name] == pytest.approx(value, abs=1e-4), name
+
+
 def test_each_run_keeps_its_own_optimizer_and_clipping(make_config, tmp_path):
     clipped = (*TINY, "trainer.max_epochs=1", "method/optimizer=adamw", "method.optimizer.lr=0.5")
     clipped = (*clipped, "trainer.gradient_clip_val=0.001")
