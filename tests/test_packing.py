@@ -215,18 +215,20 @@ def test_pack_auto_sweep_packs_what_it_can_and_runs_the_rest_alone(tmp_path, cac
         "trainer=debug",
         "method=prompt_tuning,fine_tuning",  # fine-tuning trains the backbone: it cannot share one
         "seed=13,21",
+        "progress=lines,bar",  # how a run is shown is not in its key: 4 jobs repeat a run key, and are skipped
         "pack=auto",
         "sweep_name=auto",
         root=tmp_path,
         cache=cache_dir,
     )
     assert result.returncode == 0, result.stderr[-3000:]
-    assert "prompt_bench tally: 4 ok, 0 failed, 0 skipped" in result.stdout
+    assert "prompt_bench tally: 4 ok, 0 failed, 4 skipped" in result.stdout, result.stdout[-2000:]
     sweep_dir = tmp_path / "outputs" / "sweeps" / "auto"
     records = {path.parent.name: json.loads(path.read_text()) for path in sweep_dir.glob("*/record.json")}
-    tuned = [records["0_prompt_tuning_tiny_bert_synthetic_s13"], records["1_prompt_tuning_tiny_bert_synthetic_s21"]]
+    assert len(records) == 4
+    tuned = [records["0_prompt_tuning_tiny_bert_synthetic_s13"], records["2_prompt_tuning_tiny_bert_synthetic_s21"]]
     assert [record["packed_with"] for record in tuned] == [[tuned[1]["run_key"]], [tuned[0]["run_key"]]]
-    assert "packed_with" not in records["2_fine_tuning_tiny_bert_synthetic_s13"]
+    assert "packed_with" not in records["4_fine_tuning_tiny_bert_synthetic_s13"]
     assert all((sweep_dir / name / ".hydra" / "overrides.yaml").exists() for name in records)
 
 

@@ -93,6 +93,8 @@ class PackedLauncherBase(Launcher):
         self.sweep_dir.mkdir(parents=True, exist_ok=True)
         returns: dict[int, JobReturn] = {}
         pending: list[SweepJob] = []
+        first_of_key: dict[str, int] = {}
+        twins: list[tuple[SweepJob, str]] = []  # a job with the run key of an earlier one (a transfer baseline)
         self.sweep_configs: dict[int, DictConfig] = {}
         for offset, overrides in enumerate(job_overrides):
             number = initial_job_idx + offset
@@ -101,22 +103,24 @@ class PackedLauncherBase(Launcher):
             job = SweepJob(
                 number=number, overrides=list(sweep_config.hydra.overrides.task), cfg=self.job_config(sweep_config)
             )
-            done = (
-                find_ok_record(self.sweep_dir, run_key(resolved_config(job.cfg)))
-                if job.cfg.get("skip_done", True)
-                else None
-            )
+            key = run_key(resolved_config(job.cfg))
+            skip_done = job.cfg.get("skip_done", True)
+            done = find_ok_record(self.sweep_dir, key) if skip_done else None
             if done is not None:  # filtered out before anything is launched or submitted
                 report(done, "skipped")
                 returns[number] = self.job_return(job, done)
+            elif skip_done and key in first_of_key:
+                twins.append((job, key))
             else:
+                first_of_key.setdefault(key, number)
                 pending.append(job)
         pack = self.config.get("pack") or {}
         plan = plan_packs(pending, int(pack.get("max_runs", 8)), pack.get("memory_budget_gb"))
         log.info(
-            "packed sweep: %d jobs, %d already ok, %d packs (%s runs), %d alone",
+            "packed sweep: %d jobs, %d already ok, %d repeats, %d packs (%s runs), %d alone",
             len(job_overrides),
-            len(job_overrides) - len(pending),
+            len(returns),
+            len(twins),
             len(plan.packs),
             "+".join(str(len(p)) for p in plan.packs) or "0",
             len(plan.alone),
@@ -124,6 +128,16 @@ class PackedLauncherBase(Launcher):
         for job, reason in plan.alone:
             log.info("job %d runs unpacked: %s", job.number, reason)
         returns.update(self.execute(plan))
+        for job, key in twins:  # as unpacked: a repeat finds its twin's ok record and is skipped
+            done = find_ok_record(self.sweep_dir, key)
+            record = done or {
+                "run_key": key,
+                "status": "failed",
+                "run_dir": str(job.cfg.paths.output_dir),
+                "error": f"job {first_of_key[key]} of this sweep has the same run key and did not end ok",
+            }
+            report(record, "skipped" if done else "failed")
+            returns[job.number] = self.job_return(job, record)
         return [returns[number] for number in sorted(returns)]
 
     def execute(self, plan: Plan) -> dict[int, JobReturn]:

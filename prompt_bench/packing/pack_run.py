@@ -169,6 +169,8 @@ class Pack:
     # ---- the whole pack ----------------------------------------------------------------------------------
     def run(self) -> list[dict[str, Any]]:
         quiet_known_noise()
+        if torch.cuda.is_available():
+            torch.cuda.reset_peak_memory_stats()
         for index, job in enumerate(self.jobs):
             self.claim(index, job)
         keys = {index: member.key for index, member in self.members.items()}
