@@ -7,10 +7,16 @@ masked positions to T = max_k T_k and stacked to (Σ B_k, T, d); one `body` call
 backbone. Padding sits after every run's own positions, so positions and masks of the unpadded part
 are the unpacked ones and attention never reaches the padding: run k's slice hidden[rows_k, :T_k] is
 its unpacked hidden state, up to float reassociation. The head then scores each run's slice alone.
+
+Randomness: each run's prompt and head run in its own scope (`PackMember.own_rng`: its own torch random
+stream), so a stochastic method (VIP's dropout, a sampled prompt) draws what it would draw alone; only
+the backbone's own dropout, if any, draws from one stream for the whole stacked batch.
 """
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -49,11 +55,22 @@ def run_rows(adapter: BackboneAdapter, module: InputSiteModule, batch: dict[str,
     return inputs_embeds, attention_mask, n_prompt
 
 
+Scope = Callable[[], contextlib.AbstractContextManager]
+
+
 def packed_outputs(
-    adapter: BackboneAdapter, modules: list[InputSiteModule], batches: list[dict[str, Tensor]]
+    adapter: BackboneAdapter,
+    modules: list[InputSiteModule],
+    batches: list[dict[str, Tensor]],
+    scopes: list[Scope] | None = None,
 ) -> list[BackboneOutput]:
-    """K runs' batches -> K BackboneOutputs (hidden (B_k, T_k, d)) from one backbone pass."""
-    parts = [run_rows(adapter, module, batch) for module, batch in zip(modules, batches)]
+    """K runs' batches -> K BackboneOutputs (hidden (B_k, T_k, d)) from one backbone pass. Run k's prompt
+    is made inside scopes[k]() (its own random stream, `PackMember.own_rng`)."""
+    scopes = scopes or [contextlib.nullcontext] * len(modules)
+    parts = []
+    for module, batch, scope in zip(modules, batches, scopes):
+        with scope():
+            parts.append(run_rows(adapter, module, batch))
     width = max(embeds.shape[1] for embeds, _, _ in parts)
     stacked_embeds, stacked_mask, places = [], [], []
     start = 0
@@ -76,8 +93,16 @@ def packed_outputs(
 
 
 def packed_logits(
-    adapter: BackboneAdapter, modules: list[InputSiteModule], batches: list[dict[str, Tensor]]
+    adapter: BackboneAdapter,
+    modules: list[InputSiteModule],
+    batches: list[dict[str, Tensor]],
+    scopes: list[Scope] | None = None,
 ) -> list[Tensor]:
-    """K runs' (B_k, C_k) logits: one backbone pass, then each run's own head on its slice."""
-    outputs = packed_outputs(adapter, modules, batches)
-    return [module.head(output, batch, adapter) for module, output, batch in zip(modules, outputs, batches)]
+    """K runs' (B_k, C_k) logits: one backbone pass, then each run's own head on its slice (in its scope)."""
+    scopes = scopes or [contextlib.nullcontext] * len(modules)
+    outputs = packed_outputs(adapter, modules, batches, scopes)
+    logits = []
+    for module, output, batch, scope in zip(modules, outputs, batches, scopes):
+        with scope():
+            logits.append(module.head(output, batch, adapter))
+    return logits

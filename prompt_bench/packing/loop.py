@@ -6,8 +6,9 @@ one backward of the summed losses, then each run's own clipping and optimizer st
 
 Failures stay with their run: a loss that is not finite drops its run before the backward; a step
 that raises is retried run by run (forward only) to find the run at fault, which is dropped, and the
-step is redone for the others with the same batches. A run that has done its epochs leaves at once
-(`on_done` tests and records it), so runs of different lengths share the pass while they all train.
+step is redone for the others with the same batches. A run that has done its epochs leaves at once,
+tested (with the others that finish at that step, in shared passes) and recorded (`on_done`): runs of
+different lengths share the pass while they all train.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import torch
 from torch import Tensor
 
 from prompt_bench.backbones import BackboneAdapter
+from prompt_bench.packing.evaluate import scores_or_errors
 from prompt_bench.packing.forward import packed_logits
 from prompt_bench.packing.member import PackMember
 
@@ -43,8 +45,13 @@ class PackStats:
 def joint_losses(adapter: BackboneAdapter, members: list[PackMember], batches: list[Batch]) -> list[Tensor]:
     """Each run's training loss (CE + its method's extra terms) from one backbone pass."""
     with members[0].autocast():
-        logits = packed_logits(adapter, [member.module for member in members], batches)
-        return [member.module.loss_from_logits(batch, out)[0] for member, batch, out in zip(members, batches, logits)]
+        scopes = [member.own_rng for member in members]
+        logits = packed_logits(adapter, [member.module for member in members], batches, scopes)
+        losses = []
+        for member, batch, out in zip(members, batches, logits):
+            with member.own_rng():
+                losses.append(member.module.loss_from_logits(batch, out)[0])
+        return losses
 
 
 def step(adapter: BackboneAdapter, members: list[PackMember], batches: list[Batch], stats: PackStats) -> list[int]:
@@ -111,22 +118,57 @@ def guarded_step(adapter: BackboneAdapter, members: list[PackMember], stats: Pac
             step(adapter, [members[i] for i in rest], [batches[i] for i in rest], stats)
 
 
+def end_epochs(adapter: BackboneAdapter, members: list[PackMember]) -> None:
+    """Epoch ends of the members whose epoch ended at this step, their dev scores from shared passes."""
+    due = [member for member in members if member.validation_due()]
+    scores = dict(zip(map(id, due), scores_or_errors(adapter, due, PackMember.val_loader)))
+    for member in members:
+        result = scores.get(id(member))
+        if isinstance(result, BaseException):
+            member.failure = result
+            continue
+        try:
+            member.end_epoch(result)
+        except Exception as error:  # noqa: BLE001 - a failing checkpoint ends this run only
+            member.failure = error
+
+
+def test_finished(
+    adapter: BackboneAdapter,
+    members: list[PackMember],
+    on_done: Callable[[PackMember, dict[str, float]], None],
+    on_failed: Callable[[PackMember, BaseException], None],
+) -> None:
+    """Test the members that have done their epochs, from shared passes, then hand each to on_done."""
+    ready = []
+    for member in members:
+        try:
+            member.load_tested_state()
+            ready.append(member)
+        except Exception as error:  # noqa: BLE001
+            on_failed(member, error)
+    for member, result in zip(ready, scores_or_errors(adapter, ready, PackMember.test_loader)):
+        if isinstance(result, BaseException):
+            on_failed(member, result)
+        else:
+            on_done(member, result)
+
+
 def train_pack(
     adapter: BackboneAdapter,
     members: list[PackMember],
-    on_done: Callable[[PackMember], None],
+    on_done: Callable[[PackMember, dict[str, float]], None],
     on_failed: Callable[[PackMember, BaseException], None],
     stats: PackStats | None = None,
 ) -> PackStats:
-    """Train `members` together until each has done its epochs (on_done) or failed (on_failed).
-
-    An error of the pass itself (not one run's: out of memory, a broken backbone) fails every run
-    still training.
+    """Train `members` together until each has done its epochs (then tested: on_done(member, test
+    scores)) or failed (on_failed). Dev and test scores of members that reach them at the same step
+    come from shared passes too. An error of the pass itself (not one run's: out of memory, a broken
+    backbone) fails every run still training.
     """
     stats = stats if stats is not None else PackStats()
-    active = []
-    for member in members:
-        (active.append if member.training else on_done)(member)
+    active = [member for member in members if member.training]
+    test_finished(adapter, [member for member in members if not member.training], on_done, on_failed)
     while active:
         try:
             guarded_step(adapter, active, stats)
@@ -134,16 +176,11 @@ def train_pack(
             for member in active:
                 on_failed(member, error)
             return stats
-        for member in list(active):
-            if member.failure is None and member.epoch_done():
-                try:
-                    member.end_epoch()
-                except Exception as error:  # noqa: BLE001 - a failing evaluation or checkpoint ends this run only
-                    member.failure = error
-            if member.failure is not None:
-                active.remove(member)
-                on_failed(member, member.failure)
-            elif not member.training:
-                active.remove(member)
-                on_done(member)
+        end_epochs(adapter, [member for member in active if member.failure is None and member.epoch_done()])
+        for member in [member for member in active if member.failure is not None]:
+            active.remove(member)
+            on_failed(member, member.failure)
+        finished = [member for member in active if not member.training]
+        active = [member for member in active if member.training]
+        test_finished(adapter, finished, on_done, on_failed)
     return stats

@@ -8,11 +8,13 @@ unpacked run (prompt_bench/training.py), so the metrics match it:
 - per step: zero_grad, (the pack's backward), clip this run's parameters by
   `trainer.gradient_clip_val` (algorithm norm or value), optimizer step, a step-interval schedule;
 - per epoch end: dev scores every `check_val_every_n_epoch` epochs over `limit_val_batches`
-  batches, `val_best` maxima updated, the best checkpoint replaced when the monitored dev score
-  (the split's metric) strictly improves (NaN counts as -inf, as in ModelCheckpoint), then an
-  epoch-interval schedule, then `packed_last.ckpt` (cfg.checkpoint_every_epoch);
-- at the end: the best checkpoint's trainable state is loaded and tested, the metrics completed
-  as in the unpacked path (`training.complete_metrics`), the prompt saved.
+  batches (computed by the pack, `evaluate.py`), `val_best` maxima updated, the best checkpoint
+  replaced when the monitored dev score (the split's metric) strictly improves (NaN counts as
+  -inf, as in ModelCheckpoint), then an epoch-interval schedule, then `packed_last.ckpt`
+  (cfg.checkpoint_every_epoch);
+- at the end: the best checkpoint's trainable state is loaded and tested (by the pack, over
+  `limit_test_batches` batches), the metrics completed as in the unpacked path
+  (`training.complete_metrics`), the prompt saved.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ import csv
 import itertools
 import logging
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -76,6 +78,8 @@ class PackMember:
     def start(self, experiment: Experiment, device: torch.device, autocast_dtype: torch.dtype | None) -> None:
         """Place the module, make its optimizer and schedule, read its trainer settings, resume."""
         self.experiment, self.device, self.autocast_dtype = experiment, device, autocast_dtype
+        self.rng_state = torch.random.get_rng_state()  # where its unpacked run's stream is after the build
+        self.cuda_rng_state = torch.cuda.get_rng_state(device) if device.type == "cuda" else None
         module, datamodule, trainer = experiment.module, experiment.datamodule, self.cfg.trainer
         module.to(device)
         datamodule.setup("fit")
@@ -114,6 +118,25 @@ class PackMember:
     @property
     def module(self) -> Any:
         return self.experiment.module
+
+    @contextlib.contextmanager
+    def own_rng(self) -> Iterator[None]:
+        """Run the block on this run's own torch random stream (CPU, and CUDA on a GPU), started from the
+        global state right after its build, as its unpacked run starts: its draws (method dropout, sampled
+        prompts, loader seeds) are the ones it would make alone, whatever its pack-mates draw."""
+        saved = torch.random.get_rng_state()
+        saved_cuda = torch.cuda.get_rng_state(self.device) if self.device.type == "cuda" else None
+        torch.random.set_rng_state(self.rng_state)
+        if saved_cuda is not None:
+            torch.cuda.set_rng_state(self.cuda_rng_state, self.device)
+        try:
+            yield
+        finally:
+            self.rng_state = torch.random.get_rng_state()
+            torch.random.set_rng_state(saved)
+            if saved_cuda is not None:
+                self.cuda_rng_state = torch.cuda.get_rng_state(self.device)
+                torch.cuda.set_rng_state(saved_cuda, self.device)
 
     def autocast(self) -> contextlib.AbstractContextManager:
         """bf16 autocast on the run's device for trainer.precision=bf16-mixed, else nothing."""
@@ -157,10 +180,21 @@ class PackMember:
         return self.batch_in_epoch >= self.steps_per_epoch
 
     # ---- epoch end -------------------------------------------------------------------------------
-    def end_epoch(self) -> None:
-        """Validate (when due), keep the best, step an epoch schedule, checkpoint; stop after max_epochs."""
-        # Left unexhausted, as Lightning leaves it (it stops at the loader's length): exhausting the
-        # sampler would draw one more permutation from the split's generator and change the next epoch.
+    def validation_due(self) -> bool:
+        """Whether the epoch that just ended is scored on dev (every `check_val_every_n_epoch`)."""
+        return self.val_batches > 0 and (self.epoch + 1) % self.check_val_every == 0
+
+    def val_loader(self) -> Iterable:
+        return itertools.islice(self.experiment.datamodule.val_dataloader(), self.val_batches)
+
+    def test_loader(self) -> Iterable:
+        return itertools.islice(self.experiment.datamodule.test_dataloader(), self.test_batches)
+
+    def end_epoch(self, val_scores: dict[str, float] | None = None) -> None:
+        """Keep the epoch's dev scores (`val_scores`, when validation was due) and the best checkpoint,
+        step an epoch schedule, checkpoint; stop after max_epochs."""
+        # The epoch iterator is left unexhausted, as Lightning leaves it (it stops at the loader's length):
+        # exhausting the sampler would draw one more permutation from the split's generator.
         self.iterator = None
         self.batch_in_epoch = 0
         row: dict[str, Any] = {
@@ -170,8 +204,8 @@ class PackMember:
         }
         self.epoch_losses = []
         row.update({f"train/{name}": value for name, value in self.experiment.method.epoch_diagnostics().items()})
-        if self.val_batches > 0 and (self.epoch + 1) % self.check_val_every == 0:
-            row.update(self.validate())
+        if val_scores is not None:
+            row.update(self.keep_validation(val_scores))
         if self.scheduler is not None and self.scheduler_interval == "epoch":
             self.scheduler.step()
         self.epoch += 1
@@ -181,10 +215,8 @@ class PackMember:
         if self.epoch >= self.max_epochs:
             self.training = False
 
-    def validate(self) -> dict[str, float]:
-        """val/<name> over the dev batches, the best-dev maxima, and the best checkpoint if improved."""
-        datamodule = self.experiment.datamodule
-        scores = self.evaluate(itertools.islice(datamodule.val_dataloader(), self.val_batches))
+    def keep_validation(self, scores: dict[str, float]) -> dict[str, float]:
+        """val/<name> and the best-dev maxima; the best checkpoint replaced when the monitored score improved."""
         values = {f"val/{name}": value for name, value in scores.items()}
         for name, best in self.module.val_best.items():
             best.update(torch.tensor(values[f"val/{name}"]))
@@ -198,10 +230,6 @@ class PackMember:
             save_atomic(path, {**state, "packed": True})
             self.best_path = str(path)
         return values
-
-    def evaluate(self, loader: Any, use_prompt: bool = True) -> dict[str, float]:
-        with self.autocast():
-            return self.module.evaluate(loader, use_prompt=use_prompt)
 
     # ---- resume ----------------------------------------------------------------------------------
     def save_last(self) -> None:
@@ -256,19 +284,26 @@ class PackMember:
         if not (self.cfg.zero_shot and experiment.head.zero_shot_capable):
             return
         key = zero_shot_key(experiment, self.cfg)
-        if key not in cache:
-            cache[key] = self.module.evaluate(experiment.datamodule.test_dataloader(), use_prompt=False)
+        with self.own_rng():
+            if key not in cache:
+                cache[key] = self.module.evaluate(experiment.datamodule.test_dataloader(), use_prompt=False)
+            else:  # the one draw its own zero-shot pass makes (the loader's base seed), so its stream goes on alike
+                iter(experiment.datamodule.test_dataloader())
         self.metrics.update({f"zero_shot/{name.split('/')[-1]}": value for name, value in cache[key].items()})
 
-    def test(self) -> Outcome:
-        """Test the best checkpoint (or the last state, method.test_checkpoint=last or no dev epoch)."""
-        experiment, module = self.experiment, self.module
-        train_seconds = self.seconds_before + time.perf_counter() - self.train_started
+    def load_tested_state(self) -> None:
+        """The best checkpoint's trainable state (or the last state: method.test_checkpoint=last, no dev epoch)."""
         if self.best_path and self.cfg.method.get("test_checkpoint", "best") == "best":
-            module.load_state_dict(torch.load(self.best_path, map_location="cpu")["state_dict"], strict=False)
-        tested = self.evaluate(itertools.islice(experiment.datamodule.test_dataloader(), self.test_batches))
+            state = torch.load(self.best_path, map_location="cpu")["state_dict"]
+            self.module.load_state_dict(state, strict=False)
+
+    def finish(self, tested: dict[str, float]) -> Outcome:
+        """The run's outcome from its test scores: metrics completed as unpacked, the prompt saved."""
+        experiment = self.experiment
+        train_seconds = self.seconds_before + time.perf_counter() - self.train_started
         self.metrics.update({f"test/{name}": value for name, value in tested.items()})
-        complete_metrics(experiment, self.metrics)
+        with self.own_rng():
+            complete_metrics(experiment, self.metrics)
         if self.cfg.save_prompt:
             save_prompt(experiment, self.run_dir, self.cfg)
         memory = {"peak_gpu_mb": torch.cuda.max_memory_allocated() / 2**20} if self.device.type == "cuda" else {}

@@ -137,10 +137,10 @@ class Pack:
         return adapter
 
     # ---- the end of a run ------------------------------------------------------------------------------
-    def done(self, member: PackMember) -> None:
-        """Test the run, note its outcome and close its record."""
+    def done(self, member: PackMember, tested: dict[str, float]) -> None:
+        """Complete the tested run's metrics, note its outcome and close its record."""
         try:
-            outcome = member.test()
+            outcome = member.finish(tested)
             note_outcome(member.record, member.experiment, outcome)
             member.record["efficiency"]["pack_train_samples_per_s"] = self.stats.samples_per_s
         except Exception as error:  # noqa: BLE001
