@@ -32,7 +32,7 @@ def packed_scores(
     for module in modules:
         module.eval()
     device = members[0].device
-    metrics = [split_metrics(m.test_set_sizes[ALL_CLASSES], m.no_relation).to(device) for m in modules]
+    metrics = [split_metrics(m.test_set_sizes[ALL_CLASSES], m.no_relation, m.head.abstains).to(device) for m in modules]
     iterators = []
     for member, loader in zip(members, loaders):
         with member.own_rng():  # a DataLoader draws its base seed from the global stream: this run's
@@ -49,7 +49,7 @@ def packed_scores(
                 scopes = [members[index].own_rng for index in open_runs]
                 logits = packed_logits(adapter, [modules[index] for index in open_runs], moved, scopes)
             for index, batch, run_logits in zip(open_runs, moved, logits):
-                metrics[index].update(run_logits, batch["labels"])
+                metrics[index].update(modules[index].metric_inputs(run_logits), batch["labels"])
     finally:
         for module, training in zip(modules, was_training):
             module.train(training)

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 
 import torch
 from torch import Tensor
+from torch.nn import functional as F
 
 from prompt_bench.backbones import BackboneAdapter, BackboneOutput
 from prompt_bench.errors import ConfigError
@@ -37,22 +38,19 @@ class PackedRows:
     n_prompt: int
 
 
-def run_rows(adapter: BackboneAdapter, module: InputSiteModule, batch: dict[str, Tensor]) -> tuple[Tensor, Tensor, int]:
-    """(B, n+L, d) embeddings [P; E(x)] and (B, n+L) mask of one run's batch, and its n."""
+def run_rows(
+    adapter: BackboneAdapter, module: InputSiteModule, batch: dict[str, Tensor]
+) -> tuple[Tensor, Tensor, dict[str, Tensor], int]:
+    """One run's body inputs, as its own forward builds them (`BackboneAdapter.prompted_inputs`):
+    (B, n+L, d) embeddings [P; E(x)], the (B, n+L) mask, token types if its batch has them, and n."""
     inputs_embeds = adapter.embed(batch["input_ids"])
-    attention_mask = batch["attention_mask"]
     prompt = module.method.prompt(batch, inputs_embeds)
     if module.method.layer_prefixes(batch) is not None:
         raise ConfigError(
             f"method {type(module.method).__name__} adds per-layer prefixes, which a pack does not stack; "
             "run it unpacked (pack=off)"
         )
-    if prompt is None:
-        return inputs_embeds, attention_mask, 0
-    n_prompt = prompt.shape[1]
-    inputs_embeds = torch.cat([prompt.to(inputs_embeds.dtype), inputs_embeds], dim=1)
-    attention_mask = torch.cat([attention_mask.new_ones(attention_mask.shape[0], n_prompt), attention_mask], dim=1)
-    return inputs_embeds, attention_mask, n_prompt
+    return adapter.prompted_inputs(inputs_embeds, batch["attention_mask"], prompt, batch.get("token_type_ids"))
 
 
 Scope = Callable[[], contextlib.AbstractContextManager]
@@ -71,17 +69,22 @@ def packed_outputs(
     for module, batch, scope in zip(modules, batches, scopes):
         with scope():
             parts.append(run_rows(adapter, module, batch))
-    width = max(embeds.shape[1] for embeds, _, _ in parts)
-    stacked_embeds, stacked_mask, places = [], [], []
+    width = max(embeds.shape[1] for embeds, _, _, _ in parts)
+    with_types = any("token_type_ids" in segments for _, _, segments, _ in parts)
+    stacked_embeds, stacked_mask, stacked_types, places = [], [], [], []
     start = 0
-    for embeds, mask, n_prompt in parts:
+    for embeds, mask, segments, n_prompt in parts:
         rows, length = embeds.shape[0], embeds.shape[1]
-        stacked_embeds.append(torch.nn.functional.pad(embeds, (0, 0, 0, width - length)))
-        stacked_mask.append(torch.nn.functional.pad(mask, (0, width - length)))
+        stacked_embeds.append(F.pad(embeds, (0, 0, 0, width - length)))
+        stacked_mask.append(F.pad(mask, (0, width - length)))
+        if with_types:  # a run without token types has type 0 everywhere, as its own forward gives it
+            types = segments.get("token_type_ids", torch.zeros_like(mask))
+            stacked_types.append(F.pad(types, (0, width - length)))
         places.append(PackedRows(start=start, stop=start + rows, length=length, n_prompt=n_prompt))
         start += rows
     mask = torch.cat(stacked_mask)
-    hidden = adapter.body(torch.cat(stacked_embeds), mask)
+    segments = {"token_type_ids": torch.cat(stacked_types)} if with_types else {}
+    hidden = adapter.body(torch.cat(stacked_embeds), mask, **segments)
     return [
         BackboneOutput(
             hidden=hidden[place.start : place.stop, : place.length],

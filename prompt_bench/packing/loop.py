@@ -22,7 +22,7 @@ from torch import Tensor
 
 from prompt_bench.backbones import BackboneAdapter
 from prompt_bench.packing.evaluate import scores_or_errors
-from prompt_bench.packing.forward import packed_logits
+from prompt_bench.packing.forward import packed_outputs
 from prompt_bench.packing.member import PackMember
 
 Batch = dict[str, Tensor]
@@ -46,11 +46,11 @@ def joint_losses(adapter: BackboneAdapter, members: list[PackMember], batches: l
     """Each run's training loss (CE + its method's extra terms) from one backbone pass."""
     with members[0].autocast():
         scopes = [member.own_rng for member in members]
-        logits = packed_logits(adapter, [member.module for member in members], batches, scopes)
+        outputs = packed_outputs(adapter, [member.module for member in members], batches, scopes)
         losses = []
-        for member, batch, out in zip(members, batches, logits):
+        for member, batch, output in zip(members, batches, outputs):
             with member.own_rng():
-                losses.append(member.module.loss_from_logits(batch, out)[0])
+                losses.append(member.module.loss_from_output(batch, output)[1])
         return losses
 
 

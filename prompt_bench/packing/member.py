@@ -83,7 +83,11 @@ class PackMember:
         module, datamodule, trainer = experiment.module, experiment.datamodule, self.cfg.trainer
         module.to(device)
         datamodule.setup("fit")
-        configured = module.configure_optimizers()
+        max_epochs = trainer.get("max_epochs")
+        self.max_epochs = DEFAULT_MAX_EPOCHS if max_epochs in (None, -1) else int(max_epochs)
+        self.train_loader = datamodule.train_dataloader()
+        self.steps_per_epoch = limited(len(self.train_loader), trainer.get("limit_train_batches"))
+        configured = module.optimizers_for(lambda: self.steps_per_epoch * self.max_epochs)
         self.scheduler, self.scheduler_interval = None, None
         if isinstance(configured, dict):
             self.optimizer = configured["optimizer"]
@@ -92,15 +96,14 @@ class PackMember:
         else:
             self.optimizer = configured
         self.parameters = [p for group in self.optimizer.param_groups for p in group["params"]]
-        max_epochs = trainer.get("max_epochs")
-        self.max_epochs = DEFAULT_MAX_EPOCHS if max_epochs in (None, -1) else int(max_epochs)
-        self.train_loader = datamodule.train_dataloader()
-        self.steps_per_epoch = limited(len(self.train_loader), trainer.get("limit_train_batches"))
         self.val_batches = limited(len(datamodule.val_dataloader()), trainer.get("limit_val_batches"))
         self.test_batches = limited(len(datamodule.test_dataloader()), trainer.get("limit_test_batches"))
         self.check_val_every = int(trainer.get("check_val_every_n_epoch") or 1)
+        # The Trainer's gradient_clip_val wins; else method.gradient_clip_norm (`configure_gradient_clipping`).
         self.clip_value = trainer.get("gradient_clip_val")
         self.clip_algorithm = trainer.get("gradient_clip_algorithm") or "norm"
+        if self.clip_value is None and module.gradient_clip_norm is not None:
+            self.clip_value, self.clip_algorithm = module.gradient_clip_norm, "norm"
         self.metric = experiment.split.metric
         self.epoch = self.global_step = self.batch_in_epoch = 0
         self.iterator: Iterator | None = None
