@@ -11,13 +11,16 @@ import os
 import signal
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import torch
 from hydra import compose, initialize_config_dir
+from hydra.utils import instantiate
 from safetensors.torch import load_file
 
 from prompt_bench.packing.auto import PackAuto, PackUnavailableError
+from prompt_bench.packing.forward import packed_outputs
 from prompt_bench.packing.pack_run import PackJob, run_pack
 from prompt_bench.packing.plan import SweepJob, backbone_bytes, plan_packs, run_memory_bytes
 from prompt_bench.records import resolved_config, run_key
@@ -47,6 +50,36 @@ def prompt_of(record: dict) -> torch.Tensor:
 
 def float_metrics(record: dict) -> dict[str, float]:
     return {name: value for name, value in record["metrics"].items() if isinstance(value, float)}
+
+
+@pytest.mark.parametrize("backbone", ["tiny_bert", "tiny_gpt2", "tiny_t5"])
+def test_the_packed_pass_gives_each_run_its_own_hidden_states(make_config, backbone):
+    """Runs with different prompt lengths (none, 3, 7), batch sizes and input lengths, one with token types
+    (text pairs, BERT only): each slice of the stacked pass equals the run's own forward."""
+    adapter = instantiate(make_config(f"backbone={backbone}").backbone).eval()
+    generator = torch.Generator().manual_seed(0)
+
+    def run(rows: int, length: int, n_prompt: int, typed: bool = False):
+        ids = torch.randint(1000, 2000, (rows, length), generator=generator)
+        mask = torch.ones_like(ids)
+        mask[0, length - 2 :] = 0  # one right-padded row of its own
+        batch = {"input_ids": ids, "attention_mask": mask}
+        if typed:
+            batch["token_type_ids"] = (torch.arange(length) >= length // 2).long().expand(rows, -1) * mask
+        prompt = torch.randn(rows, n_prompt, adapter.hidden_size, generator=generator) if n_prompt else None
+        method = SimpleNamespace(prompt=lambda batch, embeds: prompt, layer_prefixes=lambda batch: None)
+        return SimpleNamespace(method=method), batch, prompt
+
+    runs = [run(2, 5, 0), run(3, 9, 3, typed=backbone == "tiny_bert"), run(1, 4, 7)]
+    with torch.no_grad():
+        outputs = packed_outputs(adapter, [module for module, _, _ in runs], [batch for _, batch, _ in runs])
+        for (_, batch, prompt), packed in zip(runs, outputs):
+            alone = adapter(
+                batch["input_ids"], batch["attention_mask"], prompt=prompt, token_type_ids=batch.get("token_type_ids")
+            )
+            assert packed.n_prompt == alone.n_prompt and torch.equal(packed.attention_mask, alone.attention_mask)
+            kept = alone.attention_mask.bool()
+            assert torch.allclose(packed.hidden[kept], alone.hidden[kept], atol=1e-5)
 
 
 def test_packed_runs_equal_the_unpacked_runs(make_config, tmp_path):
@@ -82,7 +115,12 @@ def test_different_methods_and_heads_share_a_pack(make_config, tmp_path):
     for alone, together in zip(unpacked, packed):
         assert together["status"] == "ok", together.get("error")
         for name, value in float_metrics(alone).items():
-            assert together["metrics"][name] == pytest.approx(value, abs=1e-4), (name, alone["config"]["method"]["name"], float_metrics(alone), float_metrics(together))
+            assert together["metrics"][name] == pytest.approx(value, abs=1e-4), (
+                name,
+                alone["config"]["method"]["name"],
+                float_metrics(alone),
+                float_metrics(together),
+            )
 
 
 def test_each_run_keeps_its_own_optimizer_and_clipping(make_config, tmp_path):
