@@ -106,8 +106,8 @@ def test_different_methods_and_heads_share_a_pack(make_config, tmp_path):
     and prompt tuning with the label-similarity head, in one pack: each as it is alone."""
     from prompt_bench.run import run_experiment
 
-    runs = [
-        (*TINY, *STABLE, "trainer.max_epochs=1", *run)
+    runs = [  # one pass has one backbone mode: all with the backbone's dropout off (linear probing's default)
+        (*TINY, *STABLE, "trainer.max_epochs=1", "++method.backbone_dropout=false", *run)
         for run in (("method=vip",), ("method=linear_probe",), ("head=label_similarity", "seed=21"))
     ]
     unpacked = [run_experiment(make_config(*run, run_dir=tmp_path / f"alone{i}")) for i, run in enumerate(runs)]
@@ -164,9 +164,10 @@ def test_plan_groups_by_backbone_cuts_by_count_and_memory_and_leaves_refused_job
     deep = compose_job(7, "backbone=tiny_bert", "dataset=synthetic", "method.module.depth=deep")
     coop = compose_job(8, "backbone=tiny_clip", "method=coop", "dataset=synthetic_images")
     tuning = compose_job(9, "backbone=tiny_bert", "dataset=synthetic", "method=fine_tuning")
-    jobs = [bert[0], gpt2[0], deep, *bert[1:3], coop, gpt2[1], *bert[3:], tuning]
+    probe = compose_job(10, "backbone=tiny_bert", "dataset=synthetic", "method=linear_probe")  # backbone dropout off
+    jobs = [bert[0], gpt2[0], deep, *bert[1:3], coop, gpt2[1], *bert[3:], tuning, probe]
     plan = plan_packs(jobs, max_runs=2, memory_budget_gb=None)
-    assert [[job.number for job in pack] for pack in plan.packs] == [[0, 1], [2, 3], [4], [5, 6]]
+    assert [[job.number for job in pack] for pack in plan.packs] == [[0, 1], [2, 3], [4], [5, 6], [10]]
     assert [job.number for job, _ in plan.alone] == [7, 8, 9]
     reasons = [reason for _, reason in plan.alone]
     assert "depth=deep" in reasons[0] and "prompt_site=class" in reasons[1] and "trains the backbone" in reasons[2]

@@ -33,10 +33,7 @@ def packed_scores(
         module.eval()
     device = members[0].device
     metrics = [split_metrics(m.test_set_sizes[ALL_CLASSES], m.no_relation, m.head.abstains).to(device) for m in modules]
-    iterators = []
-    for member, loader in zip(members, loaders):
-        with member.own_rng():  # a DataLoader draws its base seed from the global stream: this run's
-            iterators.append(iter(loader))
+    iterators = [iter(loader) for loader in loaders]  # made by the members, in their own streams
     open_runs = list(range(len(members)))
     try:
         while open_runs:

@@ -188,10 +188,15 @@ class PackMember:
         return self.val_batches > 0 and (self.epoch + 1) % self.check_val_every == 0
 
     def val_loader(self) -> Iterable:
-        return itertools.islice(self.experiment.datamodule.val_dataloader(), self.val_batches)
+        """Its dev batches (limit_val_batches). The loader's iterator is made here, in its own stream: a
+        DataLoader draws its base seed from the global stream when its iterator is made."""
+        with self.own_rng():
+            return itertools.islice(iter(self.experiment.datamodule.val_dataloader()), self.val_batches)
 
     def test_loader(self) -> Iterable:
-        return itertools.islice(self.experiment.datamodule.test_dataloader(), self.test_batches)
+        """Its test batches (limit_test_batches), the iterator made in its own stream (see `val_loader`)."""
+        with self.own_rng():
+            return itertools.islice(iter(self.experiment.datamodule.test_dataloader()), self.test_batches)
 
     def end_epoch(self, val_scores: dict[str, float] | None = None) -> None:
         """Keep the epoch's dev scores (`val_scores`, when validation was due) and the best checkpoint,
@@ -206,9 +211,10 @@ class PackMember:
             "train/loss": sum(self.epoch_losses) / max(1, len(self.epoch_losses)),
         }
         self.epoch_losses = []
-        row.update({f"train/{name}": value for name, value in self.experiment.method.epoch_diagnostics().items()})
         if val_scores is not None:
             row.update(self.keep_validation(val_scores))
+        # After the dev pass, as Lightning's on_train_epoch_end runs after its validation loop.
+        row.update({f"train/{name}": value for name, value in self.experiment.method.epoch_diagnostics().items()})
         if self.scheduler is not None and self.scheduler_interval == "epoch":
             self.scheduler.step()
         self.epoch += 1

@@ -121,8 +121,8 @@ class Pack:
                     raise ConfigError(f"this run cannot be packed: {refusal}.")
                 if shared_key is not None and pack_key(cfg) != shared_key:
                     raise ConfigError(
-                        "this run's backbone, device or precision differs from its pack's first run; packs share "
-                        "one backbone (prompt_bench/packing/plan.py groups runs by it)."
+                        "this run's backbone, its method.backbone_dropout, device or precision differs from its "
+                        "pack's first run; packs share one backbone pass (prompt_bench/packing/plan.py groups runs by it)."
                     )
                 if adapter is None:
                     adapter, shared_key = instantiate(cfg.backbone), pack_key(cfg)

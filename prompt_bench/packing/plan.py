@@ -1,7 +1,8 @@
 """Which sweep jobs train together: grouped by what they must share, cut into packs by count and memory.
 
-Runs can share a pass when they share the backbone (its whole config: weights, dtype, pooling...)
-and the device and precision they train at (`pack_key`). A group is cut, in sweep order, into packs
+Runs can share a pass when they share the backbone (its whole config: weights, dtype, pooling...),
+whether its dropout is on while training (`method.backbone_dropout`), and the device and precision
+they train at (`pack_key`). A group is cut, in sweep order, into packs
 of at most `max_runs` runs whose estimated training memory fits `memory_budget_gb` (null: no memory
 cap). A job the pack loop cannot run (`refusals.config_refusal`) runs alone, the ordinary way.
 
@@ -45,9 +46,11 @@ class Plan:
 
 
 def pack_key(cfg: DictConfig) -> str:
-    """What runs of one pack must share: the backbone config (less its cache dir), device and precision."""
+    """What runs of one pack must share: the backbone config (less its cache dir), whether its dropout is
+    on in training (method.backbone_dropout: one pass, one mode), device and precision."""
     backbone = OmegaConf.to_container(cfg.backbone, resolve=True)
     backbone.pop("cache_dir", None)
+    backbone["dropout_in_training"] = bool(cfg.method.get("backbone_dropout", False))
     trainer = {name: str(cfg.trainer.get(name)) for name in ("accelerator", "precision")}
     return json.dumps({"backbone": backbone, "trainer": trainer}, sort_keys=True, default=str)
 
