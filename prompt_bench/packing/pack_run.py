@@ -20,6 +20,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig
 
 from prompt_bench.build import build_experiment
+from prompt_bench.callbacks import reset_run_peak_rss
 from prompt_bench.errors import ConfigError, PromptBenchError
 from prompt_bench.packing.loop import PackStats, train_pack
 from prompt_bench.packing.member import PackMember
@@ -71,6 +72,7 @@ class Pack:
         self.records: list[dict[str, Any] | None] = [None] * len(jobs)
         self.members: dict[int, PackMember] = {}
         self.stats = PackStats()
+        self.rss_window = False
 
     # ---- claiming ----------------------------------------------------------------------------------
     def claim(self, index: int, job: PackJob) -> None:
@@ -141,7 +143,7 @@ class Pack:
         """Complete the tested run's metrics, note its outcome and close its record."""
         try:
             outcome = member.finish(tested)
-            note_outcome(member.record, member.experiment, outcome)
+            note_outcome(member.record, member.experiment, outcome, self.rss_window, scope="pack")
             member.record["efficiency"]["pack_train_samples_per_s"] = self.stats.samples_per_s
         except Exception as error:  # noqa: BLE001
             self.fail(member, error, traceback.format_exc())
@@ -169,6 +171,7 @@ class Pack:
     # ---- the whole pack ----------------------------------------------------------------------------------
     def run(self) -> list[dict[str, Any]]:
         quiet_known_noise()
+        self.rss_window = reset_run_peak_rss()  # peak_rss_mb: the pack's peak (scope "pack")
         if torch.cuda.is_available():
             torch.cuda.reset_peak_memory_stats()
         for index, job in enumerate(self.jobs):
