@@ -51,11 +51,16 @@ class Experiment:
     data_notes: dict[str, int] = field(default_factory=dict)  # e.g. empty texts dropped (validate.check_task)
 
 
-def build_experiment(cfg: DictConfig) -> Experiment:
-    """Everything a run trains and evaluates, built in dependency order."""
+def build_experiment(cfg: DictConfig, adapter: AdapterBase | None = None) -> Experiment:
+    """Everything a run trains and evaluates, built in dependency order.
+
+    adapter: an already loaded backbone to build on instead of `cfg.backbone` (a packed run shares
+    one among its runs, prompt_bench/packing); loading draws nothing from the global RNG, so the
+    method and head are initialised the same either way.
+    """
     pl.seed_everything(cfg.seed, workers=True)
     task, data_notes = check_task(instantiate(cfg.dataset.task), cfg)
-    adapter = instantiate(cfg.backbone)
+    adapter = adapter if adapter is not None else instantiate(cfg.backbone)
     method = instantiate(cfg.method.module)
     check_family(method, adapter, cfg.method.name)
     site = prompt_site(method, cfg.method.name)

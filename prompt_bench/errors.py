@@ -15,3 +15,7 @@ class DataError(PromptBenchError):
 
 class HubUnavailableError(PromptBenchError):
     """A model or dataset that needs the Hugging Face hub, which cannot be reached."""
+
+
+class TrainingDivergedError(PromptBenchError):
+    """A run's training loss became NaN or infinite (a packed run is then dropped from its pack)."""

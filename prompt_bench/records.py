@@ -21,7 +21,7 @@ from omegaconf import DictConfig, OmegaConf
 
 RECORD_NAME = "record.json"
 # Config keys that say where things go or how they are shown, not what is computed.
-VOLATILE_KEYS = ("paths", "logger", "hydra", "sweep_name", "skip_done", "progress")
+VOLATILE_KEYS = ("paths", "logger", "hydra", "sweep_name", "skip_done", "progress", "pack")
 VOLATILE_NESTED = (("backbone", "cache_dir"),)
 VERSIONED_PACKAGES = (
     "prompt_bench",

@@ -9,10 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
-import socket
 import sys
-import time
-import traceback
 import types
 from pathlib import Path
 from typing import Any
@@ -20,15 +17,13 @@ from typing import Any
 import hydra
 from hydra import compose, initialize_config_dir
 from hydra.core.hydra_config import HydraConfig
-from hydra.errors import InstantiationException
 from hydra.experimental.callback import Callback
 from hydra.types import RunMode
 from hydra.utils import get_class
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from prompt_bench import wandb_run
 from prompt_bench.build import build_experiment
-from prompt_bench.callbacks import parameter_counts, peak_rss_mb, reset_run_peak_rss, run_peak_rss_mb
+from prompt_bench.callbacks import reset_run_peak_rss
 from prompt_bench.console import print_summary, run_line
 from prompt_bench.errors import ConfigError, PromptBenchError
 from prompt_bench.quiet import console_filter, quiet_known_noise, quiet_launcher, sweep_console
@@ -36,26 +31,19 @@ from prompt_bench.records import (
     RECORD_NAME,
     claim_run_dir,
     find_ok_record,
-    git_commit,
-    git_dirty,
-    move_aside,
-    package_versions,
     read_record,
-    record_is_corrupt,
     resolved_config,
     run_key,
-    split_sizes,
-    write_json_atomic,
 )
 from prompt_bench.run_lock import RunLock, owner_text
+from prompt_bench.run_record import close_record, note_experiment, note_failure, note_outcome, open_record
 from prompt_bench.scores import dev_score
 from prompt_bench.training import fit_and_test
-from prompt_bench.validate import check_config, check_output_dir, check_positions
+from prompt_bench.validate import check_config, check_output_dir
 
 log = logging.getLogger("prompt_bench")
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 CONFIG_DIR = str(PROJECT_ROOT / "conf")  # absolute: Hydra reads a relative path as a module path
-USER_ERRORS = (PromptBenchError, InstantiationException)
 # (outcome, run dir) of every run this process was handed: ok | failed | skipped. The sweep tally
 # reads it at the end of a local multirun; a SLURM sweep's jobs run elsewhere, so it reads records.
 OUTCOMES: list[tuple[str, str]] = []
@@ -98,24 +86,6 @@ def run_experiment(cfg: DictConfig, overrides: list[str] | None = None) -> dict[
         lock.release()
 
 
-def earlier_attempts(run_dir: Path, key: str) -> list[dict[str, Any]]:
-    """Attempts of this run before this one, from the record it left (a killed one ends with end=None)."""
-    previous = read_record(run_dir)
-    if not previous or previous.get("run_key") != key:
-        return []
-    if "attempts" in previous:
-        return list(previous["attempts"])
-    return [
-        {
-            "start": previous.get("started_at"),
-            "end": previous.get("finished_at"),
-            "host": None,
-            "slurm_job_id": previous.get("slurm_job_id"),
-            "resumed_from_step": previous.get("resumed_from_step"),
-        }
-    ]
-
-
 def already_ok(cfg: DictConfig, key: str) -> dict[str, Any] | None:
     """The ok record of `key` in this sweep (noted as skipped), else None."""
     done = find_ok_record(sweep_dir_of(Path(cfg.paths.output_dir)), key)
@@ -129,71 +99,17 @@ def run_owned(
     cfg: DictConfig, config: dict[str, Any], key: str, run_dir: Path, overrides: list[str] | None = None
 ) -> dict[str, Any]:
     """Train, test and record a run whose dir this process holds."""
-    corrupt_record = None
-    if record_is_corrupt(run_dir):  # never resumed into a hollow ok: moved aside, said
-        corrupt_record = str(move_aside(run_dir / RECORD_NAME))
-        log.warning("the record in %s was unreadable; moved aside to %s and running again", run_dir, corrupt_record)
-    record: dict[str, Any] = {
-        "run_key": key,
-        "status": "running",
-        "run_dir": str(run_dir),
-        "started_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        "config": config,
-        "versions": package_versions(),
-        "git_commit": git_commit(PROJECT_ROOT),
-        "git_dirty": git_dirty(PROJECT_ROOT),
-        "overrides": list(overrides) if overrides is not None else task_overrides(),
-        "slurm_job_id": os.environ.get("SLURM_JOB_ID"),
-    }
-    if corrupt_record:
-        record["corrupt_record"] = corrupt_record
-    attempt = {
-        "start": record["started_at"],
-        "end": None,
-        "host": socket.gethostname(),
-        "pid": os.getpid(),
-        "slurm_job_id": os.environ.get("SLURM_JOB_ID"),
-        "resumed_from_step": None,
-    }
-    record["attempts"] = [*earlier_attempts(run_dir, key), attempt]
-    write_json_atomic(run_dir / RECORD_NAME, record)  # marks the dir as this run's while it trains
+    record = open_record(config, key, run_dir, list(overrides) if overrides is not None else task_overrides())
     run_window = reset_run_peak_rss()  # peak_rss_mb: this run's own peak, build included
     try:
         check_config(cfg)
         experiment = build_experiment(cfg)
-        check_positions(cfg, experiment.adapter, experiment.method.prompt_site)
-        if experiment.data_notes:
-            record["data_notes"] = experiment.data_notes
-        record["split_hash"] = experiment.split.content_hash
-        record["split_sizes"] = split_sizes(experiment.split)
-        record["method_info"] = experiment.method.record_info()
-        outcome = fit_and_test(cfg, experiment, run_dir, key)
-        record["metrics"] = outcome.metrics
-        record["efficiency"] = {
-            **parameter_counts(experiment.module),
-            "train_seconds": outcome.train_seconds,  # all attempts (each up to its last checkpoint)
-            "train_seconds_before_resume": outcome.train_seconds_before_resume,
-            "train_samples_per_s": outcome.train_samples_per_s,
-            # this run's peak where its window could be opened (Linux), else the process's (earlier runs too)
-            "peak_rss_mb": run_peak_rss_mb() if run_window else peak_rss_mb(),
-            "peak_rss_scope": "run" if run_window else "process",
-            **outcome.device_memory,
-        }
-        record["best_checkpoint"] = outcome.best_checkpoint
-        record["resumed_from_step"] = attempt["resumed_from_step"] = outcome.resumed_from_step
-        record["status"] = "ok"
+        note_experiment(record, cfg, experiment)
+        note_outcome(record, experiment, fit_and_test(cfg, experiment, run_dir, key), run_window)
     except Exception as error:  # every failure must end as a record
-        record["status"] = "failed"
-        record["error"] = f"{type(error).__name__}: {error}"
-        record["traceback"] = traceback.format_exc()
-        if isinstance(error, USER_ERRORS):
-            log.error("run failed: %s", error)
-        else:
-            log.exception("run failed")
+        note_failure(record, error)
     finally:
-        record["finished_at"] = attempt["end"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
-        write_json_atomic(run_dir / RECORD_NAME, record)
-        wandb_run.finish(record)
+        close_record(record)
     OUTCOMES.append((record["status"], str(run_dir)))
     return record
 

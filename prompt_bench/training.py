@@ -103,13 +103,7 @@ def fit_and_test(cfg: DictConfig, experiment: Experiment, run_dir: Path, run_key
     tested_checkpoint = best if cfg.method.get("test_checkpoint", "best") == "best" else None
     tested = trainer.test(module, datamodule=datamodule, ckpt_path=tested_checkpoint, verbose=False)[0]
     metrics.update({name: float(value) for name, value in tested.items()})
-    metrics.update(experiment.method.extra_test_metrics(module, datamodule.test_dataloader()))
-    primary = experiment.split.test_metric  # base-to-new: hmean
-    metrics["test/primary"] = metrics[f"test/{primary}"]
-    metrics["primary_metric"] = primary
-    metrics.update(module.best_validation_scores())
-    if f"val/{metric}_best" in metrics:  # the dev score the checkpoint was selected on (what sweepers tune)
-        metrics["val/primary_best"] = metrics[f"val/{metric}_best"]
+    complete_metrics(experiment, metrics)
 
     if cfg.save_prompt:
         save_prompt(experiment, run_dir, cfg)
@@ -123,6 +117,19 @@ def fit_and_test(cfg: DictConfig, experiment: Experiment, run_dir: Path, run_key
         train_seconds_before_resume=seconds_before_resume,
         device_memory=device_memory,
     )
+
+
+def complete_metrics(experiment: Experiment, metrics: dict[str, float]) -> None:
+    """After the test scores: the method's own test metrics, the headline `test/primary`, the best dev
+    scores and `val/primary_best` (the dev score the checkpoint was selected on, what sweepers tune)."""
+    module, metric = experiment.module, experiment.split.metric
+    metrics.update(experiment.method.extra_test_metrics(module, experiment.datamodule.test_dataloader()))
+    primary = experiment.split.test_metric  # base-to-new: hmean
+    metrics["test/primary"] = metrics[f"test/{primary}"]
+    metrics["primary_metric"] = primary
+    metrics.update(module.best_validation_scores())
+    if f"val/{metric}_best" in metrics:
+        metrics["val/primary_best"] = metrics[f"val/{metric}_best"]
 
 
 class TrainClock(Callback):

@@ -138,6 +138,28 @@ def test_smoke_sweep_runs_through_sbatch(slurm_cluster, tmp_path, cache_dir):
     assert len(set(job_ids)) == len(records), "every run should be its own SLURM job"
 
 
+def test_packed_smoke_sweep_sends_one_slurm_job_per_pack(slurm_cluster, tmp_path, cache_dir):
+    """pack=auto with a SLURM preset: the smoke sweep's 8 runs go as 4 packs of 2 seeds (one per backbone and
+    method: prompt tuning trains with the backbone's dropout on, linear probing with it off), one SLURM job
+    each. A relaunch submits nothing: every run is already ok."""
+    result = run_sweep(tmp_path, cache_dir, SMOKE, "hydra/launcher=slurm_cpu", "pack=auto")
+    assert result.returncode == 0, (result.stdout + result.stderr)[-4000:]
+    sweep_dir = tmp_path / "outputs" / "sweeps" / "smoke"
+    records = [json.loads(path.read_text()) for path in sorted(sweep_dir.rglob("record.json"))]
+    assert len(records) == sweep_size(SMOKE) and {record["status"] for record in records} == {"ok"}
+    by_job: dict[str, set[tuple[str, str]]] = {}
+    for record in records:
+        cell = (record["config"]["backbone"]["name"], record["config"]["method"]["name"])
+        by_job.setdefault(record["slurm_job_id"], set()).add(cell)
+    assert len(by_job) == 4 and all(len(cells) == 1 for cells in by_job.values()), by_job
+    assert all(len(record["packed_with"]) == 1 for record in records)
+
+    folders = {folder.name for folder in sweep_dir.glob(".submitit/*")}
+    again = run_sweep(tmp_path, cache_dir, SMOKE, "hydra/launcher=slurm_cpu", "pack=auto")
+    assert again.returncode == 0 and "0 ok, 0 failed, 8 skipped" in again.stdout, again.stdout[-2000:]
+    assert {folder.name for folder in sweep_dir.glob(".submitit/*")} == folders  # nothing submitted
+
+
 def test_launch_without_sbatch_fails_with_a_sentence_and_submits_nothing(tmp_path, cache_dir):
     result = run_sweep(tmp_path, cache_dir, SMOKE, "hydra/launcher=slurm_cpu", path=path_without_sbatch())
     assert result.returncode == 1

@@ -183,20 +183,9 @@ class BackboneAdapter(AdapterBase):
         returned mask, stay the T = n + L positions above.
         Prompts and prefixes are kept in fp32 by their owner and cast to the backbone dtype here.
         """
-        inputs_embeds = self.embed(input_ids)
-        n_prompt = 0
-        if prompt is not None:
-            n_prompt = prompt.shape[1]
-            inputs_embeds = torch.cat([prompt.to(inputs_embeds.dtype), inputs_embeds], dim=1)
-            prompt_mask = attention_mask.new_ones(attention_mask.shape[0], n_prompt)
-            attention_mask = torch.cat([prompt_mask, attention_mask], dim=1)
-        segments = {}
-        if token_type_ids is not None:
-            if self.token_type_sep_id is None:
-                raise ValueError(f"backbone '{self.name}' has no token types, but token_type_ids were given.")
-            segments["token_type_ids"] = torch.cat(
-                [token_type_ids.new_zeros(token_type_ids.shape[0], n_prompt), token_type_ids], dim=1
-            )
+        inputs_embeds, attention_mask, segments, n_prompt = self.prompted_inputs(
+            self.embed(input_ids), attention_mask, prompt, token_type_ids
+        )
         if layer_prefixes is None:
             hidden = self.body(inputs_embeds, attention_mask, **segments)
         else:
@@ -210,6 +199,31 @@ class BackboneAdapter(AdapterBase):
                 inputs_embeds, attention_mask, layer_prefixes.to(inputs_embeds.dtype), **segments
             )
         return BackboneOutput(hidden=hidden, attention_mask=attention_mask, n_prompt=n_prompt)
+
+    def prompted_inputs(
+        self,
+        inputs_embeds: Tensor,
+        attention_mask: Tensor,
+        prompt: Tensor | None = None,
+        token_type_ids: Tensor | None = None,
+    ) -> tuple[Tensor, Tensor, dict[str, Tensor], int]:
+        """(B, L, d) word embeddings -> the body's inputs for [P; E(x)]: (B, n+L, d) embeddings, the (B, n+L)
+        mask, {"token_type_ids": (B, n+L)} when given (type 0 for the prompt), and n (packed runs build their
+        rows with it too, prompt_bench/packing/forward.py)."""
+        n_prompt = 0
+        if prompt is not None:
+            n_prompt = prompt.shape[1]
+            inputs_embeds = torch.cat([prompt.to(inputs_embeds.dtype), inputs_embeds], dim=1)
+            prompt_mask = attention_mask.new_ones(attention_mask.shape[0], n_prompt)
+            attention_mask = torch.cat([prompt_mask, attention_mask], dim=1)
+        segments = {}
+        if token_type_ids is not None:
+            if self.token_type_sep_id is None:
+                raise ValueError(f"backbone '{self.name}' has no token types, but token_type_ids were given.")
+            segments["token_type_ids"] = torch.cat(
+                [token_type_ids.new_zeros(token_type_ids.shape[0], n_prompt), token_type_ids], dim=1
+            )
+        return inputs_embeds, attention_mask, segments, n_prompt
 
     def body(self, inputs_embeds: Tensor, attention_mask: Tensor) -> Tensor:
         """(B, T, d) embeddings -> (B, T, d) last hidden states."""

@@ -219,6 +219,11 @@ class PromptLightningModule(pl.LightningModule):
         return [p for p in self.parameters() if p.requires_grad]
 
     def configure_optimizers(self) -> Any:
+        return self.optimizers_for(lambda: int(self.trainer.estimated_stepping_batches))
+
+    def optimizers_for(self, run_steps: Callable[[], int]) -> Any:
+        """The optimizer (and its schedule) of this run; run_steps() gives the run's optimizer steps, asked
+        only by a schedule taking total_steps=None (a packed run counts them itself, prompt_bench/packing)."""
         base_lr = self.optimizer_factory.keywords["lr"]  # a functools.partial from `_partial_: true`
         groups = self.method.param_groups(base_lr)
         head_params = [p for p in self.head.parameters() if p.requires_grad]
@@ -230,11 +235,7 @@ class PromptLightningModule(pl.LightningModule):
         if self.scheduler_factory is None:
             return optimizer
         keywords = getattr(self.scheduler_factory, "keywords", {})  # a functools.partial's own keywords
-        run_length = (
-            {"total_steps": int(self.trainer.estimated_stepping_batches)}
-            if keywords.get("total_steps", 0) is None
-            else {}
-        )
+        run_length = {"total_steps": run_steps()} if keywords.get("total_steps", 0) is None else {}
         scheduler = self.scheduler_factory(optimizer=optimizer, **run_length)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": self.scheduler_interval}}
 

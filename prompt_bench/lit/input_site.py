@@ -82,7 +82,14 @@ class InputSiteModule(PromptLightningModule):
         """L = CE(logits, y) + Σ extra, or the head's own loss in place of the CE (head=generate: the
         token loss on the label text + EOS); with no extra terms train/ce equals train/loss and is not
         logged."""
-        logits, head_loss = self.head.training_scores(self.encode(batch), batch, self.backbone)
+        return self.loss_from_output(batch, self.encode(batch))
+
+    def loss_from_output(
+        self, batch: dict[str, Tensor], output: BackboneOutput
+    ) -> tuple[Tensor, Tensor, dict[str, Tensor]]:
+        """`training_loss` from the backbone's output on this batch, already computed (a packed run
+        computes many runs' outputs in one backbone pass, prompt_bench/packing)."""
+        logits, head_loss = self.head.training_scores(output, batch, self.backbone)
         cross_entropy = F.cross_entropy(logits, batch["labels"]) if head_loss is None else head_loss
         extra = self.method.extra_loss(batch, logits, backbone=self.backbone)
         loss = cross_entropy + sum(extra.values(), torch.zeros((), device=logits.device))
