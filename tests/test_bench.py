@@ -96,14 +96,16 @@ def test_startup_phases_add_up_to_the_first_step():
             "imports_end": 13.0,
             "build_start": 13.5,
             "build_end": 15.0,
+            "first_step_start": 19.0,
             "first_step_end": 20.0,
         },
         "seconds": {"dataset": 0.25, "model load": 0.5, "split": 0.25, "build": 1.5, "tokenize": 1.0, "zero-shot": 2.0},
     }
     phases = startup.phases(raw, spawned=10.0)
     assert phases["interpreter"] == 0.5 and phases["imports"] == 2.5 and phases["hydra + record"] == 0.5
-    assert phases["build other"] == 0.5 and phases["fit to first step"] == 2.0
-    assert sum(phases[name] for name in startup.PHASES) == pytest.approx(phases["total"]) == 10.0
+    assert phases["build other"] == 0.5 and phases["fit setup"] == 1.0 and phases["first step"] == 1.0
+    assert sum(phases[name] for name in startup.PHASES) == pytest.approx(phases["start"]) == 9.0
+    assert phases["total"] == 10.0
 
 
 def test_packed_section_says_when_packing_is_absent(monkeypatch):

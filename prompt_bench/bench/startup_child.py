@@ -14,8 +14,9 @@ pieces by wrapping them, without changing what they do:
   (head, method preparation, Lightning module, datamodule objects);
 - `tokenize`: the datamodule's token ids (the on-disk token cache when warm);
 - `zero-shot`: the zero-shot test pass (`module.evaluate(use_prompt=False)`);
-- `fit to first step`: Trainer, Lightning's fit setup and the first training step, up to the end of
-  the first `optimizer.step()` (a global optimizer post-hook).
+- `fit setup`: the Trainer, Lightning's fit setup and the first batch, up to the first `training_step`;
+- `first step`: the first training step (forward, backward), up to the end of the first
+  `optimizer.step()` (a global optimizer post-hook).
 At that hook the child writes its JSON (phase seconds, epoch timestamps, peak RSS, which heavy
 modules were imported) and leaves with `os._exit(0)`: nothing after the first step is measured.
 """
@@ -99,6 +100,13 @@ def install_timers(clock: PhaseClock) -> None:
         wrap_method(site, "split", "split", clock)
     wrap_method(SplitDataModule, "encoded_parts", "tokenize", clock)
     wrap_method(PromptLightningModule, "evaluate", "zero-shot", clock)
+    plain_step = PromptLightningModule.training_step
+
+    def training_step(self: Any, *args: Any, **kwargs: Any) -> Any:
+        clock.event("first_step_start")
+        return plain_step(self, *args, **kwargs)
+
+    PromptLightningModule.training_step = training_step
 
     def after_first_step(optimizer: torch.optim.Optimizer, args: Any, kwargs: Any) -> None:
         clock.event("first_step_end")
