@@ -138,9 +138,11 @@ def print_report(result: dict[str, Any], console: Console) -> None:
         f"{', '.join(result['modules_at_first_step']) or 'none'}"
     )
     imports = result["importtime"]
-    packages = Table(
-        title=f"python -X importtime -c '{imports['statement']}': {imports['total_s']:.2f} s, self time per package"
+    console.print(
+        f"python -X importtime -c '{imports['statement']}': {imports['total_s']:.2f} s in {imports['modules']} "
+        "modules; self time summed per top-level package:"
     )
+    packages = Table()
     packages.add_column("package")
     packages.add_column("s", justify="right")
     for name, seconds in list(imports["per_package_s"].items())[:15]:
