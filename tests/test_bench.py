@@ -147,3 +147,19 @@ def test_scripts_bench_is_the_suite():
     script = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(script)
     assert script.main is main
+
+
+def test_the_peft_view_of_a_t5_shares_its_encoder_and_leaves_its_config_alone():
+    from transformers import T5Config, T5ForConditionalGeneration
+
+    from prompt_bench.bench.sides import peft_body
+
+    config = T5Config(vocab_size=50, d_model=16, d_ff=32, d_kv=4, num_heads=4, num_layers=1, dropout_rate=0.0)
+    model = T5ForConditionalGeneration(config)
+    view = peft_body(model)
+    assert view.encoder is model.get_encoder() and view.get_input_embeddings() is model.get_input_embeddings()
+    assert model.config.is_encoder_decoder and not view.config.is_encoder_decoder
+    input_ids = torch.tensor([[3, 4, 5]])
+    assert torch.equal(
+        view(input_ids=input_ids).last_hidden_state, model.get_encoder()(input_ids=input_ids).last_hidden_state
+    )

@@ -17,6 +17,8 @@ Each `step(batch)` runs one training step and returns the loss; `logits(batch)` 
 
 from __future__ import annotations
 
+import copy
+
 import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
@@ -117,8 +119,8 @@ def peft_body(model: nn.Module) -> nn.Module:
         return model.base_model
     from transformers import T5EncoderModel
 
-    with torch.device("meta"):
-        view = T5EncoderModel(model.config)
+    with torch.device("meta"):  # a copy of the config: T5EncoderModel sets is_encoder_decoder=False on its own
+        view = T5EncoderModel(copy.deepcopy(model.config))
     view.shared = model.get_input_embeddings()
     view.encoder = model.get_encoder()
     return view
