@@ -238,3 +238,6 @@ def quiet_lightning() -> None:
         logging.getLogger(name).setLevel(logging.WARNING)
     warnings.filterwarnings("ignore", message=".*does not have many workers.*")
     warnings.filterwarnings("ignore", message=".*isn't divisible by.*")
+    warnings.filterwarnings("ignore", message=".*but have no `val_dataloader`.*")  # the bench validates nothing
+    warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*")  # PEFT asks the model, transformers warns
+    warnings.filterwarnings("ignore", message=".*LeafSpec.*")
