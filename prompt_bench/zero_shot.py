@@ -18,7 +18,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -27,6 +26,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from prompt_bench.artefacts import ArtefactStore
 from prompt_bench.lit.input_site import InputSiteModule
+from prompt_bench.source_hash import source_hash
 
 if TYPE_CHECKING:
     from prompt_bench.build import Experiment
@@ -34,7 +34,6 @@ if TYPE_CHECKING:
 log = logging.getLogger("prompt_bench")
 KIND = "zero_shot"
 SCORES_FILE = "scores.json"
-PACKAGE_DIR = Path(__file__).resolve().parent
 
 
 def zero_shot_scores(cfg: DictConfig, experiment: Experiment) -> dict[str, float]:
@@ -106,13 +105,3 @@ def tensor_hash(tensor: torch.Tensor) -> str:
 def has_forward_hooks(module: torch.nn.Module) -> bool:
     """Whether any submodule carries a forward hook or pre-hook (a method that captures activations)."""
     return any(m._forward_hooks or m._forward_pre_hooks for m in module.modules())
-
-
-@cache
-def source_hash() -> str:
-    """sha256 over prompt_bench's .py files (path and content), once per process."""
-    digest = hashlib.sha256()
-    for path in sorted(PACKAGE_DIR.rglob("*.py")):
-        digest.update(path.relative_to(PACKAGE_DIR).as_posix().encode())
-        digest.update(path.read_bytes())
-    return digest.hexdigest()

@@ -9,7 +9,7 @@ It goes through the real console entry point (`prompt_bench.run.main`, Hydra and
 pieces by wrapping them, without changing what they do:
 - `imports`: `import prompt_bench.run` (torch, Lightning, transformers, Hydra, ...);
 - `hydra + record`: Hydra's compose and run dir, the run key, the first record write (versions, git);
-- `dataset` / `model load`: `instantiate(cfg.dataset.task)` / `instantiate(cfg.backbone)` in the builder;
+- `dataset` / `model load`: the task (`load_task`, from the packaged-task cache when warm) / `instantiate(cfg.backbone)`;
 - `split`: the few-shot (or base-to-new) split; `build other`: the rest of `build_experiment`
   (head, method preparation, Lightning module, datamodule objects);
 - `tokenize`: the datamodule's token ids (the on-disk token cache when warm);
@@ -86,6 +86,8 @@ def install_timers(clock: PhaseClock) -> None:
         return clock.timed(phase, plain_instantiate)(config, *args, **kwargs)
 
     build.instantiate = instantiate
+    if hasattr(build, "load_task"):  # the packaged-task cache (older code instantiates the task in build)
+        build.load_task = clock.timed("dataset", build.load_task)
     plain_build = run.build_experiment
 
     def build_experiment(cfg: Any) -> Any:
