@@ -9,6 +9,7 @@ prompt_bench's source hash. Any other source (files, the hub, synthetic, images)
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from importlib import metadata
 from pathlib import Path
@@ -63,11 +64,14 @@ def task_to_json(task: Task) -> dict[str, Any]:
         "name": task.name,
         "label_names": list(task.label_names),
         "metric": task.metric,
-        **{
-            part: {"texts": list(e.texts), "labels": list(e.labels)}
-            for part, e in (("train", task.train), ("test", task.test))
-        },
+        "train": examples_to_json(task.train),
+        "test": examples_to_json(task.test),
     }
+
+
+def examples_to_json(examples: Examples) -> dict[str, Any]:
+    """Every field of the Examples dataclass (texts, labels, fields, ...); Examples(**it) reads it back."""
+    return {field.name: getattr(examples, field.name) for field in dataclasses.fields(examples)}
 
 
 def task_from_json(data: dict[str, Any]) -> Task:
