@@ -28,5 +28,5 @@ test-latest:  ## canary: newest allowed versions in .venv-latest, fast suite, di
 lock:  ## the canary, then write its versions to scripts/constraints.txt if the suite passed
 	bash scripts/test_latest.sh --update-lock
 
-bench:  ## throughput vs a hand-written PyTorch loop
-	.venv/bin/python scripts/bench.py
+bench:  ## the benchmark suite: throughput vs floor / hand-written / PEFT, start-up, packed runs
+	.venv/bin/python -m prompt_bench.bench

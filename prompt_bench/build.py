@@ -17,6 +17,7 @@ from prompt_bench.backbones import AdapterBase
 from prompt_bench.base_to_new import BaseToNewSplit
 from prompt_bench.build_sites import SITES, ClassSite, InputSite
 from prompt_bench.data import FewShotSplit, SplitDataModule
+from prompt_bench.data.task_cache import load_task
 from prompt_bench.errors import ConfigError
 from prompt_bench.heads import HEADS, Head, auto_head_name
 from prompt_bench.lit import PromptLightningModule
@@ -59,7 +60,7 @@ def build_experiment(cfg: DictConfig, adapter: AdapterBase | None = None) -> Exp
     method and head are initialised the same either way.
     """
     pl.seed_everything(cfg.seed, workers=True)
-    task, data_notes = check_task(instantiate(cfg.dataset.task), cfg)
+    task, data_notes = check_task(load_task(cfg), cfg)  # packaged tasks from the cache when warm
     adapter = adapter if adapter is not None else instantiate(cfg.backbone)
     method = instantiate(cfg.method.module)
     check_family(method, adapter, cfg.method.name)

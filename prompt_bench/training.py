@@ -27,6 +27,7 @@ from prompt_bench.methods.base import PROMPT_FILE
 from prompt_bench.quiet import quiet_known_noise
 from prompt_bench.records import move_aside, share_file
 from prompt_bench.wandb_run import in_sweep, wandb_logger
+from prompt_bench.zero_shot import zero_shot_scores
 
 if TYPE_CHECKING:  # annotations only: the builder imports this module to train dependency runs
     from prompt_bench.build import Experiment
@@ -52,7 +53,7 @@ def fit_and_test(cfg: DictConfig, experiment: Experiment, run_dir: Path, run_key
     datamodule.setup("fit")
     metrics: dict[str, float] = {}
     if cfg.zero_shot and experiment.head.zero_shot_capable:
-        zero_shot = module.evaluate(datamodule.test_dataloader(), use_prompt=False)
+        zero_shot = zero_shot_scores(cfg, experiment)  # shared by runs whose pass would be the same
         metrics.update({f"zero_shot/{name.split('/')[-1]}": value for name, value in zero_shot.items()})
 
     checkpoint = ModelCheckpoint(

@@ -10,7 +10,6 @@ import json
 from dataclasses import dataclass
 
 import numpy as np
-from sklearn.model_selection import train_test_split
 
 from prompt_bench.data.tasks import Examples, Task
 from prompt_bench.errors import ConfigError, DataError
@@ -74,6 +73,8 @@ def stratified_subsample(examples: Examples, max_examples: int | None, seed: int
 
 def _stratified_indices(examples: Examples, test_size: float | int, seed: int, what: str):
     """(kept, held-out) index arrays, each sorted so the data keeps its original order."""
+    from sklearn.model_selection import train_test_split  # ~1 s of imports (scipy, pandas): only when splitting
+
     try:
         kept, held_out = train_test_split(
             np.arange(len(examples)), test_size=test_size, stratify=examples.labels, random_state=seed

@@ -10,14 +10,17 @@ import math
 import os
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import pandas as pd
 
 from prompt_bench.data.splits import stratified_holdout
 from prompt_bench.data.tasks import Examples, Task
 from prompt_bench.data.templates import format_rows
 from prompt_bench.errors import DataError
+
+if TYPE_CHECKING:  # pandas (~0.5 s) is imported by the readers that use it, not by `import prompt_bench.run`
+    import pandas as pd
 
 
 def csv_file(
@@ -115,6 +118,8 @@ def _existing_file(path, option: str) -> Path:
 
 
 def _read_csv(path, option: str, delimiter: str, encoding: str) -> pd.DataFrame:
+    import pandas as pd
+
     file_path = _existing_file(path, option)
     try:
         return pd.read_csv(file_path, sep=delimiter, encoding=encoding)
@@ -130,6 +135,8 @@ def _read_csv(path, option: str, delimiter: str, encoding: str) -> pd.DataFrame:
 
 
 def _read_jsonl(path, option: str) -> pd.DataFrame:
+    import pandas as pd
+
     file_path = _existing_file(path, option)
     records = []
     with file_path.open(encoding="utf-8") as lines:

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pandas as pd
-
 from prompt_bench.data.sources.files import (
     _as_list,
     _encode_labels,
@@ -37,6 +35,8 @@ def hf_dataset(
     `label_names` overrides the ClassLabel names (same count), e.g. with words a verbalizer can use.
     Several text fields are joined with a space, or filled into `template` (dataset.template).
     """
+    import pandas as pd
+
     dataset_dict = load_hub_dataset(path, name)
     where = path if name is None else f"{path}/{name}"
     text_columns = _as_list(text_fields)

@@ -13,15 +13,16 @@ import struct
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from PIL import Image
 
 from prompt_bench.data.coop_classes import load_class_map
-from prompt_bench.data.sources.hub import load_hub_dataset  # one offline check for every hub source
 from prompt_bench.data.tasks import Task
 from prompt_bench.errors import DataError
+
+if TYPE_CHECKING:  # PIL (and the hub reader, with pandas) are imported by the image paths that use them
+    from PIL import Image
 
 FASHION_MNIST_DIR = "/usr/share/datasets/fashion-mnist"
 # Fashion-MNIST's ten labels (0-9), as CLIP reads them best: "T-shirt/top" -> "t-shirt".
@@ -116,6 +117,8 @@ class RandomResizedCropFlip:
         self.rng = np.random.default_rng(self.seed)
 
     def __call__(self, image: Image.Image) -> Image.Image:
+        from PIL import Image
+
         width, height = image.size
         box = (0, 0, width, height)
         for _ in range(10):  # as torchvision: try a few random boxes, else keep the whole image
@@ -133,6 +136,8 @@ class RandomResizedCropFlip:
 
 def as_rgb(image: Any) -> Image.Image:
     """A uint8 array (H, W) or (H, W, 3), or any PIL image -> an RGB PIL image."""
+    from PIL import Image
+
     if not isinstance(image, Image.Image):
         image = Image.fromarray(np.asarray(image, dtype=np.uint8))
     return image.convert("RGB")
@@ -231,6 +236,8 @@ def hub_images(
     `class_map` (a file stem under prompt_bench/data/class_names/) puts the classes in CoOp's names and
     label order and drops the classes CoOp leaves out (`prompt_bench.data.coop_classes`).
     """
+    from prompt_bench.data.sources.hub import load_hub_dataset  # one offline check for every hub source
+
     dataset = load_hub_dataset(path, name)
     for split in (train_split, test_split):
         if split not in dataset:

