@@ -239,5 +239,7 @@ def quiet_lightning() -> None:
     warnings.filterwarnings("ignore", message=".*does not have many workers.*")
     warnings.filterwarnings("ignore", message=".*isn't divisible by.*")
     warnings.filterwarnings("ignore", message=".*but have no `val_dataloader`.*")  # the bench validates nothing
-    warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*")  # PEFT asks the model, transformers warns
+    warnings.filterwarnings(
+        "ignore", message=".*is_gradient_checkpointing.*"
+    )  # PEFT asks the model, transformers warns
     warnings.filterwarnings("ignore", message=".*LeafSpec.*")
