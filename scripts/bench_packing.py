@@ -4,6 +4,7 @@ other (as `prompt-bench -m seed=...` does) and then as one pack (as `pack=auto` 
     OMP_NUM_THREADS=2 python scripts/bench_packing.py                         # 5 seeds, MiniLM, BBC 16-shot
     python scripts/bench_packing.py --max-epochs 4 --order packed-first       # shorter; packed side first
     python scripts/bench_packing.py --backbone tiny_bert --dataset synthetic --max-epochs 1   # a quick check
+    python scripts/bench_packing.py --step-scaling          # the backbone alone at batch 8, 16, 40: the ceiling
 
 Both sides start from an empty token cache of their own, build their runs from the same composed
 configs and write records like any run. Printed per side: end-to-end wall seconds (build, zero-shot,
@@ -48,6 +49,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--max-epochs", type=int, default=None, help="default: conf/trainer's (20)")
     parser.add_argument("--order", choices=ORDERS, default=ORDERS[0])
     parser.add_argument("--root", default=None, help="where run dirs and caches go (default: a temporary dir)")
+    parser.add_argument(
+        "--step-scaling",
+        action="store_true",
+        help="only time the frozen backbone's forward+backward (to the prompt) at batch 8, 16 and 8 x runs",
+    )
     parser.add_argument("overrides", nargs="*", help="more Hydra overrides for every run, e.g. trainer=gpu")
     return parser.parse_args(argv)
 
@@ -103,6 +109,27 @@ def packed(configs: list[DictConfig], sweep_dir: Path) -> dict[str, Any]:
     return {"wall_s": wall, "samples": stats.samples, "samples_per_s": stats.samples_per_s, "records": records}
 
 
+def step_scaling(args: argparse.Namespace) -> None:
+    """ms per example of the frozen backbone's forward+backward to a 20-token prompt, at batch 8, 16 and 8 x
+    runs (dataset.max_length tokens): what stacking runs can gain on this machine, before any framework."""
+    import torch
+    from hydra.utils import instantiate
+
+    cfg = run_configs(args, Path(tempfile.gettempdir()), "scaling")[0]
+    adapter = instantiate(cfg.backbone).eval()
+    adapter.requires_grad_(False)
+    length, n_tokens = int(cfg.dataset.max_length), int(cfg.method.module.get("n_tokens", 20))
+    for batch in sorted({8, 16, 8 * len(args.seeds.split(","))}):
+        ids = torch.randint(1000, 2000, (batch, length))
+        prompt = torch.randn(batch, n_tokens, adapter.hidden_size, requires_grad=True)
+        for step in range(4):  # one warm-up step, three timed
+            if step == 1:
+                started = time.perf_counter()
+            adapter(ids, torch.ones_like(ids), prompt=prompt).hidden.mean().backward()
+        seconds = (time.perf_counter() - started) / 3
+        print(f"batch {batch:>3}: {seconds * 1000:8.0f} ms a step, {seconds / batch * 1000:6.1f} ms an example")
+
+
 def mean_test(records: list[dict[str, Any]]) -> float:
     return statistics.mean(record["metrics"]["test/primary"] for record in records)
 
@@ -113,6 +140,9 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     logging.getLogger("prompt_bench").setLevel(logging.WARNING)
     logging.getLogger("pytorch_lightning").setLevel(logging.WARNING)
     logging.getLogger("lightning_fabric").setLevel(logging.WARNING)
+    if args.step_scaling:
+        step_scaling(args)
+        return {}
     holder = tempfile.TemporaryDirectory(prefix="bench_packing_") if args.root is None else None
     root = Path(holder.name if holder else args.root)
     sides = {"sequential": None, "packed": None}
