@@ -87,15 +87,21 @@ def markdown(table: PaperTable) -> str:
     return "\n".join(["# Paper table", "", *lines, "", *(f"- {note}" for note in table.notes), ""])
 
 
+def dataset_spans(table: PaperTable) -> list[tuple[str, int]]:
+    """[(dataset, how many scale columns it spans)] in column order: the header row over the scales."""
+    spans: list[tuple[str, int]] = []
+    for dataset, _ in table.columns:
+        if spans and spans[-1][0] == dataset:
+            spans[-1] = (dataset, spans[-1][1] + 1)
+        else:
+            spans.append((dataset, 1))
+    return spans
+
+
 def latex(table: PaperTable) -> str:
     """A booktabs table: datasets over their scales, then the cost columns; needs \\usepackage{booktabs}."""
     texts, bold, cost_names = grid(table)
-    datasets: list[tuple[str, int]] = []
-    for dataset, _ in table.columns:
-        if datasets and datasets[-1][0] == dataset:
-            datasets[-1] = (dataset, datasets[-1][1] + 1)
-        else:
-            datasets.append((dataset, 1))
+    datasets = dataset_spans(table)
     spec = "l" + "".join("r" * width for _, width in datasets) + "r" * len(cost_names)
     top, rules, start = [""], [], 2
     for dataset, width in datasets:
@@ -144,12 +150,7 @@ def latex(table: PaperTable) -> str:
 def html_page(table: PaperTable, plot: Path | None) -> str:
     texts, bold, cost_names = grid(table)
     esc = html.escape
-    datasets: list[tuple[str, int]] = []
-    for dataset, _ in table.columns:
-        if datasets and datasets[-1][0] == dataset:
-            datasets[-1] = (dataset, datasets[-1][1] + 1)
-        else:
-            datasets.append((dataset, 1))
+    datasets = dataset_spans(table)
     scales = " / ".join(scale_names(table))
     top = ['<th rowspan="2">method</th>']
     top += [f'<th colspan="{w}">{esc(d)} ({esc(table.metrics.get(d, ""))})</th>' for d, w in datasets]
