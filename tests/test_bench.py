@@ -45,6 +45,11 @@ def test_throughput_sides_compute_prompt_bench_logits_and_report_ratios(capsys):
     assert set(result["max_logit_gap"]) == {"hand-written", "peft"}
     assert max(result["max_logit_gap"].values()) < 1e-5
     assert set(result["ratios"]) == {"floor", "hand-written", "peft"} and min(result["ratios"].values()) > 0
+    # the sides' order rotates every round, so none always runs right after prompt_bench
+    assert result["block_orders"] == [
+        ["prompt_bench", "floor", "hand-written", "peft"],
+        ["prompt_bench", "hand-written", "peft", "floor"],
+    ]
     assert all(share is not None and share > 0 for share in result["mfu"].values())
     out = capsys.readouterr().out
     assert "prompt_bench / side" in out and "4*N*T + 12*layers*S*d*T" in out
@@ -163,3 +168,11 @@ def test_the_peft_view_of_a_t5_shares_its_encoder_and_leaves_its_config_alone():
     assert torch.equal(
         view(input_ids=input_ids).last_hidden_state, model.get_encoder()(input_ids=input_ids).last_hidden_state
     )
+
+
+def test_ratios_pair_the_blocks_of_one_round():
+    from prompt_bench.bench.throughput import paired_ratios
+
+    # load doubles between the rounds: within a round prompt_bench is 0.9x the side, 0.9 in both
+    samples = {"prompt_bench": [9.0, 4.5, 9.0], "floor": [10.0, 5.0, 10.0]}
+    assert paired_ratios(samples) == {"floor": pytest.approx(0.9)}

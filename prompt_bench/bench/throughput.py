@@ -4,9 +4,10 @@ prompt_bench's side is what users run: the composed Hydra config, `build_experim
 `pytorch_lightning.Trainer` from `conf/trainer`. The other sides (bench/sides.py) run on the same
 frozen HF model and batches: the floor (forward + backward to the input, nothing else), a
 hand-written loop, and HF PEFT PromptTuning. Everything runs in one `trainer.fit`: a callback times
-blocks of N Lightning steps and runs N steps of each other side between them, so the sides
-alternate under the same machine load, and Lightning's per-fit startup and teardown stay out of
-samples/s (printed apart). Ratios are prompt_bench's median samples/s over each side's.
+blocks of N Lightning steps and runs N steps of each other side between them (their order rotating
+every round), so the sides alternate under the same machine load, and Lightning's per-fit startup and
+teardown stay out of samples/s (printed apart). A ratio is the median over rounds of prompt_bench's
+samples/s over the side's in the same round (a round's blocks share the load, which drifts between rounds).
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ TARGETS = {"floor": None, "hand-written": 0.95, "peft": 1.0}
 
 class InterleavedBench(pl.Callback):
     """Inside one fit: `warmup` Lightning steps, `warmup` steps of each side, then rounds of
-    (N Lightning steps timed, N steps of each side timed). A Lightning block runs from the end of
+    (N Lightning steps timed, N steps of each side timed, the sides' order rotated each round). A Lightning block runs from the end of
     the previous side's block to the end of its N-th step, so it holds every per-step cost (data
     fetch, hooks, logging, metrics, optimizer) and nothing of fit startup."""
 
@@ -54,6 +55,7 @@ class InterleavedBench(pl.Callback):
         self.block_started_at = 0.0
         self.last_step_ended_at = 0.0
         self.backbone_training_mode: bool | None = None
+        self.block_orders: list[list[str]] = []  # per timed round, the sides in the order they ran
 
     def on_train_batch_start(self, trainer, module, batch, batch_idx: int) -> None:
         if self.lightning_steps == 0:
@@ -79,8 +81,14 @@ class InterleavedBench(pl.Callback):
         self.block_started_at = self.last_step_ended_at = time.perf_counter()
 
     def _run_sides(self, steps: int, timed: bool) -> None:
+        """Each side's block, in an order that rotates every round, so that no side always runs right
+        after prompt_bench's block (or any other): what one block leaves behind lands on every side."""
         batches = self.workload.batches
-        for side in self.sides:
+        shift = len(self.block_orders) % max(1, len(self.sides)) if timed else 0
+        order = self.sides[shift:] + self.sides[:shift]
+        if timed:
+            self.block_orders.append([PROMPT_BENCH, *(side.name for side in order)])
+        for side in order:
             self.memory.begin()
             self.workload.synchronize()
             started = time.perf_counter()
@@ -181,7 +189,8 @@ def summarize(
         "blocks": {"rounds": args.rounds, "steps": args.steps, "warmup": args.warmup},
         "samples_per_s": bench.samples_per_s,
         "median_samples_per_s": medians,
-        "ratios": {side: medians[PROMPT_BENCH] / value for side, value in medians.items() if side != PROMPT_BENCH},
+        "ratios": paired_ratios(bench.samples_per_s),
+        "block_orders": bench.block_orders,
         "peak_memory_mib": memory.peak_mib,
         "memory_kind": memory.kind,
         "max_logit_gap": gaps,
@@ -190,6 +199,17 @@ def summarize(
         "matmul_params": matmul_params,
         "peak_tflops": peak,
         "mfu": {side: mfu.mfu(flops, value / args.batch_size, peak) for side, value in medians.items()},
+    }
+
+
+def paired_ratios(samples_per_s: dict[str, list[float]]) -> dict[str, float]:
+    """side -> median over rounds of prompt_bench's samples/s over the side's in the same round: a
+    round's blocks run back to back, so they share the machine's load, which drifts between rounds."""
+    ours = samples_per_s[PROMPT_BENCH]
+    return {
+        side: statistics.median(a / b for a, b in zip(ours, values))
+        for side, values in samples_per_s.items()
+        if side != PROMPT_BENCH
     }
 
 
@@ -212,7 +232,7 @@ def print_report(result: dict[str, Any], console: Console) -> None:
             f"{100 * share:.1f}%" if share is not None else "n/a",
         )
     console.print(table)
-    ratios = Table(title="prompt_bench / side (median samples/s)")
+    ratios = Table(title="prompt_bench / side: median over rounds of the ratio within a round")
     for column in ("side", "ratio", "target", "max |logit gap| before training"):
         ratios.add_column(column, justify="left" if column == "side" else "right")
     for side, ratio in result["ratios"].items():
