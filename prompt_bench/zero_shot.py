@@ -47,14 +47,20 @@ def zero_shot_scores(cfg: DictConfig, experiment: Experiment) -> dict[str, float
     if spec is None:
         return score()
 
+    scored = []
+
     def make(directory: Path) -> None:
         (directory / SCORES_FILE).write_text(json.dumps(score()))
+        scored.append(True)
 
     store = ArtefactStore(Path(cfg.paths.cache_dir) / "artefacts")
-    made_before = store.exists(KIND, spec)
     directory = store.get_or_make(KIND, spec, make)
-    if made_before:
+    if not scored:
         log.info("zero-shot scores read from %s (the same backbone, head and test set)", directory)
+        # The one draw the pass takes from torch's global stream (the test loader's base seed, made with its
+        # iterator; without the prompt nothing else draws), so what the run draws next (dropout, sampled
+        # prompts) does not depend on whether another run had scored first.
+        iter(datamodule.test_dataloader())
     return json.loads((directory / SCORES_FILE).read_text())
 
 

@@ -165,7 +165,10 @@ def compose_job(number: int, *overrides: str) -> SweepJob:
 
 
 def test_plan_groups_by_backbone_cuts_by_count_and_memory_and_leaves_refused_jobs_alone():
-    bert = [compose_job(i, "backbone=tiny_bert", "dataset=synthetic", f"seed={i}") for i in range(5)]
+    bert = [
+        compose_job(i, "backbone=tiny_bert", "dataset=synthetic", "method.module.n_tokens=20", f"seed={i}")
+        for i in range(5)
+    ]
     gpt2 = [compose_job(5 + i, "backbone=tiny_gpt2", "dataset=synthetic", f"seed={i}") for i in range(2)]
     deep = compose_job(7, "backbone=tiny_bert", "dataset=synthetic", "method.module.depth=deep")
     coop = compose_job(8, "backbone=tiny_clip", "method=coop", "dataset=synthetic_images")

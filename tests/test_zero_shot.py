@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+import torch
 
 from prompt_bench.build import build_experiment
 from prompt_bench.lit.base import PromptLightningModule
@@ -65,3 +66,16 @@ def test_a_backbone_with_forward_hooks_is_not_shared(make_config, tmp_path, eval
     zero_shot_scores(cfg, experiment)
     zero_shot_scores(cfg, experiment)
     assert evaluations == [False, False]
+
+
+def test_a_shared_score_leaves_the_random_stream_where_scoring_would(make_config, tmp_path, evaluations):
+    """A run that reads its zero-shot scores goes on drawing what it would have drawn scoring them itself
+    (its dropout masks, a sampled prompt): the pass draws once from the global stream, the read too."""
+    states = []
+    for _ in range(2):  # scored, then read from the store
+        cfg, experiment = built(make_config, tmp_path, "seed=13")
+        torch.manual_seed(0)
+        zero_shot_scores(cfg, experiment)
+        states.append(torch.get_rng_state())
+    assert evaluations == [False]
+    assert torch.equal(states[0], states[1])

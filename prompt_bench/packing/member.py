@@ -36,6 +36,7 @@ from prompt_bench.errors import TrainingDivergedError
 from prompt_bench.packing.checkpoints import BEST_NAME, LAST_NAME, load_last, save_atomic, trainable_state
 from prompt_bench.run_lock import RunLock
 from prompt_bench.training import Outcome, complete_metrics, save_prompt
+from prompt_bench.zero_shot import zero_shot_scores
 
 if TYPE_CHECKING:
     from prompt_bench.build import Experiment
@@ -286,19 +287,15 @@ class PackMember:
         log.info("resuming %s from %s (step %d)", self.key, LAST_NAME, self.global_step)
 
     # ---- the end ---------------------------------------------------------------------------------
-    def zero_shot(self, cache: dict[str, dict[str, float]]) -> None:
-        """zero_shot/<name> as the unpacked run scores it (full test split, no prompt), shared through
-        `cache` by pack-mates with the same test inputs, head and labels."""
+    def zero_shot(self) -> None:
+        """zero_shot/<name> as the unpacked run scores it (full test split, no prompt; `zero_shot.py` shares
+        one pass among runs, pack-mates included, that would see the same inputs), in its own stream."""
         experiment = self.experiment
         if not (self.cfg.zero_shot and experiment.head.zero_shot_capable):
             return
-        key = zero_shot_key(experiment, self.cfg)
         with self.own_rng():
-            if key not in cache:
-                cache[key] = self.module.evaluate(experiment.datamodule.test_dataloader(), use_prompt=False)
-            else:  # the one draw its own zero-shot pass makes (the loader's base seed), so its stream goes on alike
-                iter(experiment.datamodule.test_dataloader())
-        self.metrics.update({f"zero_shot/{name.split('/')[-1]}": value for name, value in cache[key].items()})
+            scores = zero_shot_scores(self.cfg, experiment)
+        self.metrics.update({f"zero_shot/{name.split('/')[-1]}": value for name, value in scores.items()})
 
     def load_tested_state(self) -> None:
         """The best checkpoint's trainable state (or the last state: method.test_checkpoint=last, no dev epoch)."""
@@ -339,17 +336,3 @@ class PackMember:
             writer = csv.DictWriter(handle, fieldnames=columns)
             writer.writeheader()
             writer.writerows(rows)
-
-
-def zero_shot_key(experiment: Experiment, cfg: DictConfig) -> str:
-    """Names what a zero-shot score depends on: head type and options, label names, test token ids and labels."""
-    test_ids = experiment.datamodule.encoded_parts()["test"]
-    return repr(
-        (
-            type(experiment.head).__name__,
-            str(cfg.head),
-            tuple(experiment.split.label_names),
-            hash(tuple(map(tuple, test_ids))),
-            hash(tuple(experiment.split.test.labels)),
-        )
-    )

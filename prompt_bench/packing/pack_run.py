@@ -182,10 +182,9 @@ class Pack:
             write_json_atomic(member.run_dir / RECORD_NAME, member.record)  # a killed run still names its pack
         try:
             adapter = self.build()
-            zero_shot_cache: dict[str, dict[str, float]] = {}
             for member in list(self.members.values()):
                 try:
-                    member.zero_shot(zero_shot_cache)
+                    member.zero_shot()
                     member.resume()
                 except Exception as error:  # noqa: BLE001
                     self.fail(member, error, traceback.format_exc())
