@@ -129,6 +129,24 @@ def test_different_methods_and_heads_share_a_pack(make_config, tmp_path):
             )
 
 
+def test_max_steps_stops_each_run_where_lightning_does_and_run_packed_takes_configs(make_config, tmp_path):
+    """trainer.max_steps with max_epochs=-1 (the benchmark's runs): 5 steps stop mid-epoch (no dev pass, the last
+    state tested), 12 steps cross one epoch end (8 steps) and test its checkpoint. `prompt_bench.packing.run_packed`
+    is what the benchmark's packed section calls."""
+    from prompt_bench.packing import run_packed
+    from prompt_bench.run import run_experiment
+
+    runs = [(*TINY, *STABLE, "trainer.max_epochs=-1", f"trainer.max_steps={steps}") for steps in (5, 12)]
+    unpacked = [run_experiment(make_config(*run, run_dir=tmp_path / "alone" / f"r{i}")) for i, run in enumerate(runs)]
+    packed = run_packed([make_config(*run, run_dir=tmp_path / "packed" / f"r{i}") for i, run in enumerate(runs)])
+    for alone, together in zip(unpacked, packed):
+        assert together["status"] == "ok", together.get("error")
+        assert float_metrics(together).keys() == float_metrics(alone).keys()
+        for name, value in float_metrics(alone).items():
+            assert together["metrics"][name] == pytest.approx(value, abs=1e-4), name
+    assert "val/acc_best" not in packed[0]["metrics"] and "val/acc_best" in packed[1]["metrics"]
+
+
 def test_each_run_keeps_its_own_optimizer_and_clipping(make_config, tmp_path):
     clipped = (*TINY, "trainer.max_epochs=1", "method/optimizer=adamw", "method.optimizer.lr=0.5")
     clipped = (*clipped, "trainer.gradient_clip_val=0.001")

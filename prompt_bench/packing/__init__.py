@@ -10,3 +10,20 @@
 
 User guide: docs/packing.md.
 """
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from omegaconf import DictConfig
+
+
+def run_packed(configs: Sequence[DictConfig]) -> list[dict[str, Any]]:
+    """K composed run configs (`paths.output_dir` set per run) trained as one pack; one record per config,
+    in order (the benchmark's packed section calls this). Imported lazily: Hydra imports this package
+    while scanning for plugins (hydra_plugins/prompt_bench_packing), which must not import torch."""
+    from prompt_bench.packing.pack_run import run_configs
+
+    return run_configs(list(configs))

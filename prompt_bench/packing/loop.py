@@ -180,6 +180,9 @@ def train_pack(
         for member in [member for member in active if member.failure is not None]:
             active.remove(member)
             on_failed(member, member.failure)
+        for member in active:
+            if member.steps_done:  # trainer.max_steps reached mid-epoch: training ends without an epoch end
+                member.training = False
         finished = [member for member in active if not member.training]
         active = [member for member in active if member.training]
         test_finished(adapter, finished, on_done, on_failed)

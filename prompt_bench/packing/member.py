@@ -23,6 +23,7 @@ import contextlib
 import csv
 import itertools
 import logging
+import math
 import time
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -84,11 +85,15 @@ class PackMember:
         module, datamodule, trainer = experiment.module, experiment.datamodule, self.cfg.trainer
         module.to(device)
         datamodule.setup("fit")
+        # As Lightning: max_steps (> 0) stops training at that optimizer step, mid-epoch or not (no dev pass is
+        # added there); max_epochs -1 or null runs until then, or 1000 epochs when no max_steps is set either.
+        self.max_steps = int(trainer.get("max_steps", -1) or -1)
         max_epochs = trainer.get("max_epochs")
-        self.max_epochs = DEFAULT_MAX_EPOCHS if max_epochs in (None, -1) else int(max_epochs)
+        unset = max_epochs is None or int(max_epochs) == -1
+        self.max_epochs = (math.inf if self.max_steps > 0 else DEFAULT_MAX_EPOCHS) if unset else int(max_epochs)
         self.train_loader = datamodule.train_dataloader()
         self.steps_per_epoch = limited(len(self.train_loader), trainer.get("limit_train_batches"))
-        configured = module.optimizers_for(lambda: self.steps_per_epoch * self.max_epochs)
+        configured = module.optimizers_for(self.run_steps)
         self.scheduler, self.scheduler_interval = None, None
         if isinstance(configured, dict):
             self.optimizer = configured["optimizer"]
@@ -122,6 +127,16 @@ class PackMember:
     @property
     def module(self) -> Any:
         return self.experiment.module
+
+    def run_steps(self) -> int:
+        """The run's optimizer steps, as Lightning's estimated_stepping_batches (a schedule's total_steps)."""
+        by_epochs = self.steps_per_epoch * self.max_epochs
+        return int(min(by_epochs, self.max_steps) if self.max_steps > 0 else by_epochs)
+
+    @property
+    def steps_done(self) -> bool:
+        """trainer.max_steps reached."""
+        return 0 < self.max_steps <= self.global_step
 
     @contextlib.contextmanager
     def own_rng(self) -> Iterator[None]:
@@ -222,7 +237,7 @@ class PackMember:
         if self.cfg.get("checkpoint_every_epoch", True):
             self.save_last()
         self.write_csv_row(row)
-        if self.epoch >= self.max_epochs:
+        if self.epoch >= self.max_epochs or self.steps_done:
             self.training = False
 
     def keep_validation(self, scores: dict[str, float]) -> dict[str, float]:
@@ -283,7 +298,7 @@ class PackMember:
         self.seconds_before = float(state["train_seconds"])
         self.samples, self.step_seconds = int(state["samples"]), float(state["step_seconds"])
         self.resumed_from_step = self.global_step
-        self.training = self.epoch < self.max_epochs and self.steps_per_epoch > 0
+        self.training = self.epoch < self.max_epochs and self.steps_per_epoch > 0 and not self.steps_done
         log.info("resuming %s from %s (step %d)", self.key, LAST_NAME, self.global_step)
 
     # ---- the end ---------------------------------------------------------------------------------

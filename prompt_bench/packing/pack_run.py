@@ -202,3 +202,9 @@ def run_pack(
     """Train `jobs` as one pack; returns one record per job (ok, failed, or the one that made it skip).
     on_record(record, outcome) is called as each run ends (outcome: ok | failed | skipped)."""
     return Pack(jobs, on_record).run()
+
+
+def run_configs(configs: list[DictConfig]) -> list[dict[str, Any]]:
+    """Train composed run configs (`paths.output_dir` set per run) as one pack; one record per config, in
+    order. An earlier ok record is looked up beside each run dir (its parent is the sweep dir)."""
+    return run_pack([PackJob(cfg, [], Path(cfg.paths.output_dir).parent) for cfg in configs])

@@ -43,7 +43,7 @@ def config_refusal(cfg: DictConfig) -> str | None:
 
 def trainer_refusal(trainer: DictConfig) -> str | None:
     """The trainer settings the pack loop mirrors: one device, fp32 or bf16-mixed, no accumulation,
-    no step cap, no sanity validation. Anything else is a sentence."""
+    no sanity validation, validation at epoch ends. Anything else is a sentence."""
     checks: list[tuple[bool, str]] = [
         (
             trainer.get("precision", "32-true") not in PRECISIONS,
@@ -56,10 +56,6 @@ def trainer_refusal(trainer: DictConfig) -> str | None:
         (
             int(trainer.get("accumulate_grad_batches", 1) or 1) != 1,
             "trainer.accumulate_grad_batches is not packed; set it to 1 or run unpacked (pack=off)",
-        ),
-        (
-            int(trainer.get("max_steps", -1) or -1) > 0,
-            "trainer.max_steps is not packed (a pack counts epochs); set trainer.max_epochs instead, or run unpacked",
         ),
         (
             int(trainer.get("num_sanity_val_steps", 0) or 0) != 0,
