@@ -106,12 +106,12 @@ def test_different_methods_and_heads_share_a_pack(make_config, tmp_path):
     and prompt tuning with the label-similarity head, in one pack: each as it is alone."""
     from prompt_bench.run import run_experiment
 
-    # VIP with its deterministic eval: with sample_at_eval=true (the official default since issue 14) the packed
-    # eval draws other codebook samples than the run alone (docs/packing.md, limits).
+    # VIP with its official sampled eval (sample_at_eval=true): each run draws from its own random stream, so its
+    # packed dev/test samples are the ones it draws alone, whether or not its zero-shot score was already stored.
     runs = [  # one pass has one backbone mode: all with the backbone's dropout off (linear probing's default)
         (*TINY, *STABLE, "trainer.max_epochs=1", "++method.backbone_dropout=false", *run)
         for run in (
-            ("method=vip", "method.module.sample_at_eval=false"),
+            ("method=vip",),
             ("method=linear_probe",),
             ("head=label_similarity", "seed=21"),
         )
@@ -183,10 +183,7 @@ def compose_job(number: int, *overrides: str) -> SweepJob:
 
 
 def test_plan_groups_by_backbone_cuts_by_count_and_memory_and_leaves_refused_jobs_alone():
-    bert = [
-        compose_job(i, "backbone=tiny_bert", "dataset=synthetic", "method.module.n_tokens=20", f"seed={i}")
-        for i in range(5)
-    ]
+    bert = [compose_job(i, "backbone=tiny_bert", "dataset=synthetic", f"seed={i}") for i in range(5)]
     gpt2 = [compose_job(5 + i, "backbone=tiny_gpt2", "dataset=synthetic", f"seed={i}") for i in range(2)]
     deep = compose_job(7, "backbone=tiny_bert", "dataset=synthetic", "method.module.depth=deep")
     coop = compose_job(8, "backbone=tiny_clip", "method=coop", "dataset=synthetic_images")
