@@ -126,7 +126,7 @@ def print_report(rows: list[dict[str, Any]], args: argparse.Namespace, console: 
         "sequential s",
         "packed s",
         "speed-up",
-        "train samples/s seq",
+        "train samples per wall s: seq",
         "packed",
         "ok seq/packed",
         "max |Δ test|",
