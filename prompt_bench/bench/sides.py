@@ -85,7 +85,25 @@ class FloorSide(HandSide):
         return loss.detach()
 
 
-class ReferenceSide(HandSide):
+class TrainedSide(HandSide):
+    """A side that trains a prompt: cross-entropy on `logits(batch)`, one step of `self.optimizer`."""
+
+    optimizer: torch.optim.Optimizer
+
+    def logits(self, batch: dict[str, Tensor]) -> Tensor:
+        raise NotImplementedError
+
+    def step(self, batch: dict[str, Tensor]) -> Tensor:
+        batch = self.to_device(batch)
+        with self.workload.autocast():
+            loss = F.cross_entropy(self.logits(batch), batch["labels"])
+        loss.backward()
+        self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        return loss.detach()
+
+
+class ReferenceSide(TrainedSide):
     """Prompt tuning by hand: its own fp32 prompt (n, d) and prompt_bench's optimizer settings."""
 
     name = "hand-written"
@@ -102,15 +120,6 @@ class ReferenceSide(HandSide):
         mask = self.prompt_mask(batch["attention_mask"], self.prompt.shape[0])
         return self.head(self.body(inputs_embeds=inputs, attention_mask=mask).last_hidden_state, mask)
 
-    def step(self, batch: dict[str, Tensor]) -> Tensor:
-        batch = self.to_device(batch)
-        with self.workload.autocast():
-            loss = F.cross_entropy(self.logits(batch), batch["labels"])
-        loss.backward()
-        self.optimizer.step()
-        self.optimizer.zero_grad(set_to_none=True)
-        return loss.detach()
-
 
 def peft_body(model: nn.Module) -> nn.Module:
     """The PreTrainedModel PEFT wraps: the base model (BERT, MPNet, GPT-2 without their LM heads), or
@@ -126,7 +135,7 @@ def peft_body(model: nn.Module) -> nn.Module:
     return view
 
 
-class PeftSide(HandSide):
+class PeftSide(TrainedSide):
     """HF PEFT PromptTuning with the prompt_bench prompt's initial values copied in."""
 
     name = "peft"
@@ -156,15 +165,6 @@ class PeftSide(HandSide):
     def logits(self, batch: dict[str, Tensor]) -> Tensor:
         hidden = self.peft_model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).last_hidden_state
         return self.head(hidden, self.prompt_mask(batch["attention_mask"], self.n_tokens))
-
-    def step(self, batch: dict[str, Tensor]) -> Tensor:
-        batch = self.to_device(batch)
-        with self.workload.autocast():
-            loss = F.cross_entropy(self.logits(batch), batch["labels"])
-        loss.backward()
-        self.optimizer.step()
-        self.optimizer.zero_grad(set_to_none=True)
-        return loss.detach()
 
 
 def peft_available() -> bool:
