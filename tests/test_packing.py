@@ -237,7 +237,7 @@ def record_hash(run_dir: Path) -> str:
 
 
 def test_a_killed_pack_resumes_each_run_from_its_own_checkpoint(make_config, tmp_path):
-    """SIGKILL a forked pack mid-training: the run that had finished is skipped, the other goes on."""
+    """SIGKILL a pack (a spawned child) mid-training: the run that had finished is skipped, the other goes on."""
     sweep_dir = tmp_path / "sweep"
     short_dir, long_dir = sweep_dir / "0_short", sweep_dir / "1_long"
     base = (*TINY, "dataset.k_shot=4")  # 16 examples / batch 8 = 2 steps an epoch
