@@ -36,6 +36,9 @@ WARNING_NOISE: tuple[tuple[str, type[Warning]], ...] = (
     (r"`isinstance\(treespec, LeafSpec\)` is deprecated", FutureWarning),
     # fit_loop.py: the frozen backbone is in eval mode on purpose (no dropout in a frozen model).
     (r"Found \d+ module\(s\) in eval mode at the start of training", PossibleUserWarning),
+    # callbacks/model_checkpoint.py: MetaPT's and PPT's meta fit (manual optimization) checkpoints the state after
+    # each step on purpose: the checkpoint's global_step counts that step, so a resume goes on with the next one.
+    (r"Using ModelCheckpoint with manual optimization and every_n_train_steps", UserWarning),
 )
 
 

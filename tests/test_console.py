@@ -107,6 +107,7 @@ def test_only_the_known_warnings_are_dropped():
             ("The `srun` command is available on your system but is not used. HINT: ...", PossibleUserWarning),
             ("`isinstance(treespec, LeafSpec)` is deprecated, use ...", FutureWarning),
             ("Found 66 module(s) in eval mode at the start of training. This may ...", PossibleUserWarning),
+            ("Using ModelCheckpoint with manual optimization and every_n_train_steps, but no ...", UserWarning),
             ("The `srun` command is available on your system but is not used.", UserWarning),  # other category
             ("Found 3 NaN losses", PossibleUserWarning),
         ):
