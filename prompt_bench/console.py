@@ -76,7 +76,8 @@ def run_line(record: dict[str, Any], status: str | None = None) -> str:
 
         ok       8213d3c6b575c56c  test acc 25.0  dev 31.2      3 s  0_prompt_tuning_tiny_bert_synthetic_s13
         failed   1f0c...           ValueError: k_shot=1000 is more than ...   2 s  1_prompt_tuning_...
-    `status` overrides the record's (a run skipped because its record is already ok).
+    `status` overrides the record's (a run skipped because its record is already ok). A run that went on from a
+    killed attempt's checkpoint ends with `(resumed from step N)`; its time is this attempt's.
     """
     status = status or str(record.get("status"))
     metrics = record.get("metrics") or {}
@@ -92,4 +93,7 @@ def run_line(record: dict[str, Any], status: str | None = None) -> str:
         score = "held by another launcher" if record.get("held_by") else "-"
     seconds = wall_seconds(record) if status != "skipped" else None
     duration = f"{seconds:.0f} s" if seconds is not None else "-"
-    return f"{status:<8} {record.get('run_key', '-'):<16}  {score:<28}  {duration:>6}  {Path(str(record.get('run_dir'))).name}"
+    line = f"{status:<8} {record.get('run_key', '-'):<16}  {score:<28}  {duration:>6}  {Path(str(record.get('run_dir'))).name}"
+    if status != "skipped" and record.get("resumed_from_step") is not None:
+        line += f"  (resumed from step {record['resumed_from_step']})"
+    return line

@@ -39,6 +39,9 @@ WARNING_NOISE: tuple[tuple[str, type[Warning]], ...] = (
     # callbacks/model_checkpoint.py: MetaPT's and PPT's meta fit (manual optimization) checkpoints the state after
     # each step on purpose: the checkpoint's global_step counts that step, so a resume goes on with the next one.
     (r"Using ModelCheckpoint with manual optimization and every_n_train_steps", UserWarning),
+    # callbacks/model_checkpoint.py: a run dir only ever holds its own run (records.py), so a non-empty checkpoints/
+    # means a killed run is resuming; the run line and the record's resumed_from_step say so.
+    (r"Checkpoint directory .* exists and is not empty\.", UserWarning),
 )
 
 

@@ -108,6 +108,7 @@ def test_only_the_known_warnings_are_dropped():
             ("`isinstance(treespec, LeafSpec)` is deprecated, use ...", FutureWarning),
             ("Found 66 module(s) in eval mode at the start of training. This may ...", PossibleUserWarning),
             ("Using ModelCheckpoint with manual optimization and every_n_train_steps, but no ...", UserWarning),
+            ("Checkpoint directory /o/sweeps/s/0_run/checkpoints exists and is not empty.", UserWarning),
             ("The `srun` command is available on your system but is not used.", UserWarning),  # other category
             ("Found 3 NaN losses", PossibleUserWarning),
         ):
@@ -146,5 +147,8 @@ def test_run_line_for_ok_failed_and_skipped():
     )
     assert run_line(record, "skipped").startswith("skipped  8213d3c6b575c56c  already ok  test f1 50.0")
     assert run_line(record, "skipped").split()[-2] == "-"
+    resumed = {**record, "resumed_from_step": 170}
+    assert run_line(resumed).endswith("0_prompt_tuning_tiny_bert_synthetic_s13  (resumed from step 170)")
+    assert "resumed" not in run_line(resumed, "skipped")
     failed = {**record, "status": "failed", "metrics": {}, "error": "ValueError: k_shot=1000 is too many\nmore"}
     assert run_line(failed).startswith("failed   8213d3c6b575c56c  ValueError: k_shot=1000 is too many")
