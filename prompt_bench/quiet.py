@@ -97,8 +97,15 @@ def console_filter(min_level: int = logging.NOTSET) -> None:
 
 
 def sweep_console() -> None:
-    """A multirun job's console shows warnings and errors only; its info lines still go to run.log."""
+    """A multirun job's console shows warnings and errors only; its info lines still go to run.log.
+
+    transformers' "Loading weights" progress bar is turned off too: a sweep reloads the backbone once per run, and
+    its bar would sit between the sweep's one-line-per-run outcomes.
+    """
+    from transformers.utils import logging as transformers_logging
+
     console_filter(logging.WARNING)
+    transformers_logging.disable_progress_bar()
 
 
 class DropLaunchLines(logging.Filter):

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 from pytorch_lightning.utilities.warnings import PossibleUserWarning
 
+from prompt_bench import quiet
 from prompt_bench.callbacks import clock, eta_seconds, progress_mode
 from prompt_bench.console import run_line
 from prompt_bench.errors import ConfigError
@@ -117,6 +118,20 @@ def test_only_the_known_warnings_are_dropped():
         "The `srun` command is available on your system but is not used.",
         "Found 3 NaN losses",
     ]
+
+
+def test_a_sweep_console_shows_no_weight_loading_bar(monkeypatch, capsys):
+    from transformers.utils import logging as transformers_logging
+
+    monkeypatch.setattr(quiet, "console_filter", lambda min_level=0: None)  # leave pytest's handlers alone
+    transformers_logging.enable_progress_bar()
+    try:
+        quiet.sweep_console()
+        for _ in transformers_logging.tqdm(range(3), desc="Loading weights"):
+            pass
+    finally:
+        transformers_logging.enable_progress_bar()
+    assert "Loading weights" not in capsys.readouterr().err
 
 
 def test_eta_and_progress_mode():
