@@ -202,6 +202,35 @@ def test_the_grid_sweeper_is_a_hydra_plugin_and_the_preset_composes_for_slurm():
     assert (cfg.dataset.name, cfg.transfer.source.name, cfg.trainer.accelerator) == ("bbc_news", "tweets_all", "gpu")
 
 
+def test_the_preset_runs_packed_with_one_console_line_per_run(tmp_path, cache_dir):
+    """pack=auto on the grid: the two prompt-tuning seeds share a pack, P-tuning v2 (deep prompts) and the CoOp
+    cells run alone; the console stays one line per run after a job run alone (Hydra's run_job resets it)."""
+    overrides = [
+        "-m",
+        "experiment=all_methods_x_scales",
+        "method=prompt_tuning,p_tuning_v2,coop",
+        "backbone=tiny_bert",
+        "dataset=tweets_cars",
+        "seed=13,21",
+        "trainer=debug",
+        "logger=none",
+        "dataset.max_test_examples=64",
+        "pack=auto",
+    ]
+    result = run_cli(*overrides, root=tmp_path, cache=cache_dir)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    lines = (result.stdout + result.stderr).splitlines()
+    run_lines = [line for line in lines if line.startswith("ok ")]
+    assert len(run_lines) == 6 and lines[-1] == "prompt_bench tally: 6 ok, 0 failed, 0 skipped", "\n".join(lines)
+    assert len(lines) == 9, "\n".join(lines)  # the grid's two lines, the runs, the tally: no launch or info lines
+    records = {
+        path.parent.name: json.loads(path.read_text())
+        for path in (tmp_path / "outputs" / "sweeps" / "all_methods_x_scales").glob("*/record.json")
+    }
+    packed = {name for name, record in records.items() if record.get("packed_with")}
+    assert packed == {"0_prompt_tuning_tiny_bert_tweets_cars_s13", "3_prompt_tuning_tiny_bert_tweets_cars_s21"}
+
+
 TINY_PRETRAIN = (  # MetaPT / PPT's meta-training shrunk as in tests/test_metapt.py
     "['method.pretrain.corpus=synthetic','method.pretrain.num_clusters=3','method.pretrain.m=4',"
     "'method.pretrain.tasks_per_step=2','method.pretrain.meta_steps=3','method.pretrain.log_every=0']"

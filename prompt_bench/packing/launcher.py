@@ -80,16 +80,22 @@ class PackedLauncherBase(Launcher):
         return cfg
 
     # ---- the sweep --------------------------------------------------------------------------------
-    def launch(self, job_overrides: Any, initial_job_idx: int) -> list[JobReturn]:
-        from prompt_bench.packing.plan import SweepJob, plan_packs
+    def sweep_logging(self) -> None:
+        """Hydra's launcher logging, then the sweep console: run lines, warnings and errors only. Again after
+        each job run alone: Hydra's run_job leaves its own console handler behind, without the filters."""
         from prompt_bench.quiet import console_filter, quiet_known_noise, sweep_console
-        from prompt_bench.records import find_ok_record, resolved_config, run_key
 
-        setup_globals()
         configure_log(self.config.hydra.hydra_logging, self.config.hydra.verbose)
         quiet_known_noise()
         console_filter()
         sweep_console()
+
+    def launch(self, job_overrides: Any, initial_job_idx: int) -> list[JobReturn]:
+        from prompt_bench.packing.plan import SweepJob, plan_packs
+        from prompt_bench.records import find_ok_record, resolved_config, run_key
+
+        setup_globals()
+        self.sweep_logging()
         self.sweep_dir.mkdir(parents=True, exist_ok=True)
         returns: dict[int, JobReturn] = {}
         pending: list[SweepJob] = []
@@ -194,7 +200,7 @@ class PackedLocal(PackedLauncherBase):
                 job_dir_key="hydra.sweep.dir",
                 job_subdir_key="hydra.sweep.subdir",
             )
-            configure_log(self.config.hydra.hydra_logging, self.config.hydra.verbose)
+            self.sweep_logging()
         return returns
 
 
